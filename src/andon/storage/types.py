@@ -1,0 +1,49 @@
+"""Records that cross the storage boundary. Plain data, no IO."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["HistoryBucket", "Sample", "SampleValue", "TagInfo"]
+
+#: A historised value. Booleans are stored as integers 0/1 and come back as ``bool`` when the
+#: tag's datatype says so; ``None`` is an explicit null (e.g. a BAD-quality sample).
+SampleValue = bool | int | float | str | bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One value of one tag at one instant.
+
+    ``tag`` is the full tag path ``<group>/<edge node>/<device>/<metric name>`` (device omitted
+    for node metrics). ``ts_ms`` is the source timestamp in UTC milliseconds. The historian is
+    idempotent on ``(tag, ts_ms)``: a second sample with the same key is ignored.
+    ``datatype`` is the Sparkplug datatype code, used when the tag is first seen.
+    """
+
+    tag: str
+    ts_ms: int
+    value: SampleValue
+    quality: int = 192
+    is_historical: bool = False
+    datatype: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TagInfo:
+    tag: str
+    datatype: int
+    sample_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryBucket:
+    """Aggregate of numeric samples in ``[start_ms, start_ms + bucket_ms)``."""
+
+    start_ms: int
+    count: int
+    min: float | None
+    max: float | None
+    avg: float | None
+    last: SampleValue
+    last_ts_ms: int | None

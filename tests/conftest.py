@@ -1,0 +1,70 @@
+"""Shared fixtures.
+
+Tests that need a real service (PostgreSQL, Mosquitto) skip on a laptop without it, but CI sets
+``ANDON_REQUIRE_SERVICES=1`` and then a missing service is a failure, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("ANDON_REQUIRE_SERVICES") == "1"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "ANDON_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def service_unavailable(reason: str) -> None:
+    """Skip locally; fail in CI where every service must be exercised."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service unavailable (ANDON_REQUIRE_SERVICES=1): {reason}")
+    pytest.skip(reason)
+
+
+def _postgres_admin() -> object | None:
+    try:
+        import psycopg
+
+        return psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except Exception:
+        return None
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards.
+
+    Yields a SQLAlchemy URL (``postgresql+psycopg://...``).
+    """
+    import psycopg
+
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        service_unavailable(f"PostgreSQL at {POSTGRES_ADMIN_URL}: {exc}")
+        raise  # unreachable: service_unavailable raises
+    name = f"andon_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def mosquitto_binary() -> str:
+    path = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
+    )
+    if path is None:
+        service_unavailable("mosquitto binary not found")
+        raise AssertionError  # unreachable
+    return path
