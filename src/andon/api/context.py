@@ -1,0 +1,37 @@
+"""What the API needs from the running server, as one explicit object."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from andon.server.edge_registry import EdgeRegistry
+from andon.server.live_tags import LiveTagTable
+from andon.storage.types import HistoryBucket, Sample, TagInfo
+
+__all__ = ["ApiContext", "HistoryReader"]
+
+
+class HistoryReader(Protocol):
+    def history(self, tag: str, start_ms: int, end_ms: int, limit: int = 10_000) -> list[Sample]: ...
+
+    def aggregate(
+        self, tag: str, start_ms: int, end_ms: int, bucket_ms: int
+    ) -> list[HistoryBucket]: ...
+
+    def tags(self) -> list[TagInfo]: ...
+
+
+@dataclass(slots=True)
+class ApiContext:
+    live_tags: LiveTagTable
+    history: HistoryReader
+    edges: EdgeRegistry
+    #: Health of each component: name -> {"ok": bool, ...details}.
+    health: Callable[[], dict[str, dict[str, Any]]]
+    #: Renders the Prometheus exposition text.
+    metrics_text: Callable[[], bytes]
+    site_name: str = "Plant"
+    #: Device ids in display order, grouped by line, for the machines page.
+    lines: Sequence[tuple[str, Sequence[str]]] = field(default_factory=tuple)

@@ -1,0 +1,218 @@
+"""``andon``: a thin shell over the runtime objects. Errors are one clear line."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="andon",
+    help="Andon MES: edge agent, server, embedded broker, demo.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+edge_app = typer.Typer(help="The edge agent.", no_args_is_help=True, invoke_without_command=True)
+app.add_typer(db_app, name="db")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML settings file", exists=True)
+]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging")]
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"andon: error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _wait_for_stop(duration: float | None) -> None:
+    """Block until Ctrl-C, SIGTERM or the duration has passed."""
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    stop.wait(timeout=duration)
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where the demo keeps its data (kept between runs)")
+    ] = Path("andon-demo"),
+    http_port: Annotated[int, typer.Option(help="Port of the web UI and API")] = 8080,
+    mqtt_port: Annotated[int, typer.Option(help="Port of the embedded MQTT broker")] = 1884,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop by itself after this many seconds")
+    ] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Run everything on one box: embedded broker, server on SQLite, simulated plant, web UI."""
+    _logging(verbose)
+    from andon.demo import DemoPlant
+
+    try:
+        plant = DemoPlant(directory, http_port=http_port, mqtt_port=mqtt_port)
+        plant.start()
+    except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(
+        f"Andon demo running.\n"
+        f"  web UI and API : http://127.0.0.1:{http_port}/  (OpenAPI at /docs)\n"
+        f"  MQTT broker    : mqtt://127.0.0.1:{mqtt_port}  (Sparkplug B, any client)\n"
+        f"  data           : {directory.resolve()}\n"
+        f"Press Ctrl-C to stop."
+    )
+    try:
+        _wait_for_stop(duration)
+    finally:
+        typer.echo("Stopping the demo...")
+        plant.stop()
+        typer.echo("Stopped; data kept for the next run.")
+
+
+@app.command()
+def server(config: ConfigOption = None, verbose: VerboseOption = False) -> None:
+    """Run the MES server: Sparkplug host application, historian, API and web UI."""
+    _logging(verbose)
+    from andon.server.mes_server import MesServer
+    from andon.settings import ServerSettings, load_settings
+
+    try:
+        settings = load_settings(ServerSettings, config)
+        mes = MesServer(settings)
+        mes.start()
+    except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"Andon server {settings.host_id} on http://{settings.http_host}:{settings.http_port}/")
+    try:
+        _wait_for_stop(None)
+    finally:
+        mes.stop()
+
+
+@edge_app.callback()
+def edge(
+    ctx: typer.Context, config: ConfigOption = None, verbose: VerboseOption = False
+) -> None:
+    """Run the edge agent (or use a subcommand such as `andon edge status`)."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = config
+        return
+    _logging(verbose)
+    from andon.edge.agent import EdgeAgent
+    from andon.settings import EdgeSettings, load_settings
+
+    try:
+        settings = load_settings(EdgeSettings, config)
+        agent = EdgeAgent(settings)
+        agent.start()
+    except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(
+        f"Andon edge {settings.group_id}/{settings.edge_node_id} -> "
+        f"{settings.mqtt.host}:{settings.mqtt.port}"
+    )
+    try:
+        _wait_for_stop(None)
+    finally:
+        agent.stop()
+
+
+@edge_app.command("status")
+def edge_status(ctx: typer.Context) -> None:
+    """Spool depth, dropped data and session state of an edge, read from its spool file."""
+    from andon.edge.status import read_edge_status
+    from andon.settings import EdgeSettings, load_settings
+
+    config: Path | None = ctx.obj
+    try:
+        settings = load_settings(EdgeSettings, config)
+        status = read_edge_status(settings.spool.path)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    for key, value in status.items():
+        typer.echo(f"{key:24} {value}")
+
+
+app.add_typer(edge_app, name="edge")
+
+
+@app.command()
+def broker(
+    directory: Annotated[Path, typer.Option("--dir", help="Data directory (JetStream)")] = Path(
+        "andon-data/broker"
+    ),
+    mqtt_port: Annotated[int, typer.Option(help="MQTT listener port")] = 1883,
+    nats_port: Annotated[int | None, typer.Option(help="NATS client port")] = None,
+    host: Annotated[str, typer.Option(help="Listen address")] = "127.0.0.1",
+    verbose: VerboseOption = False,
+) -> None:
+    """Run the embedded broker: the NATS server with its MQTT listener and JetStream."""
+    _logging(verbose)
+    from andon.mqtt.embedded_broker import EmbeddedNatsBroker
+
+    nats = EmbeddedNatsBroker(directory, mqtt_port=mqtt_port, nats_port=nats_port, host=host)
+    try:
+        nats.start()
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"Embedded broker: mqtt://{host}:{mqtt_port} (data in {directory})")
+    try:
+        _wait_for_stop(None)
+    finally:
+        nats.stop()
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    config: ConfigOption = None,
+    url: Annotated[str | None, typer.Option(help="Database URL (overrides the settings)")] = None,
+) -> None:
+    """Create or migrate the database schema to the newest version."""
+    from andon.settings import ServerSettings, load_settings
+    from andon.storage.migrations import upgrade_database
+
+    try:
+        settings = load_settings(ServerSettings, config)
+        target = url or settings.database_url
+        upgrade_database(target)
+    except (OSError, ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo("Database schema is up to date.")
+
+
+@app.command("settings-doc")
+def settings_doc() -> None:
+    """Print the configuration reference (Markdown), generated from the declared settings."""
+    from andon.settings_doc import render_settings_reference
+
+    sys.stdout.write(render_settings_reference())
+
+
+def main() -> None:
+    app()

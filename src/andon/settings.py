@@ -1,0 +1,240 @@
+"""Every setting Andon reads, declared once as data (name, default, help).
+
+Values come from, highest priority first: environment variables (``ANDON_`` prefix, ``__`` between
+nested names, e.g. ``ANDON_MQTT__HOST``), then the TOML file given with ``--config``, then the
+defaults below. ``docs/configuration.md`` is generated from these declarations
+(``andon settings-doc``), so the help text here *is* the documentation.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+__all__ = [
+    "EdgeSettings",
+    "MqttSettings",
+    "ServerSettings",
+    "SettingDoc",
+    "SimulatorSettings",
+    "SpoolSettings",
+    "iter_setting_docs",
+    "load_settings",
+]
+
+_CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "andon_config_file", default=None
+)
+
+
+class MqttSettings(BaseModel):
+    """Connection to one MQTT broker."""
+
+    host: str = Field("127.0.0.1", description="Broker host name or address.")
+    port: int = Field(1883, description="Broker TCP port (8883 is usual for TLS).")
+    username: str | None = Field(None, description="User name, if the broker requires one.")
+    password: SecretStr | None = Field(
+        None, description="Password; never logged. Prefer the environment variable to the file."
+    )
+    tls_ca_file: Path | None = Field(None, description="CA bundle; setting it turns TLS on.")
+    tls_cert_file: Path | None = Field(None, description="Client certificate for mutual TLS.")
+    tls_key_file: Path | None = Field(None, description="Private key of the client certificate.")
+    keepalive_s: int = Field(
+        10,
+        description=(
+            "MQTT keep-alive. A dead link is noticed after up to 1.5 x this; the edge's rolling "
+            "buffer covers that window."
+        ),
+    )
+
+
+class SpoolSettings(BaseModel):
+    """The edge's disk store-and-forward spool."""
+
+    path: Path = Field(Path("andon-data/edge-spool.db"), description="SQLite file of the spool.")
+    max_mb: float = Field(
+        500.0, description="Largest spool size; past it the oldest data is dropped and counted."
+    )
+    max_age_s: float = Field(
+        31 * 24 * 3600.0,
+        description="Oldest data kept (default 31 days); older data is dropped and counted.",
+    )
+    flush_batch_records: int = Field(
+        200, description="Spool records read per publish round when flushing a backlog."
+    )
+
+
+class SimulatorSettings(BaseModel):
+    """The built-in plant simulator source."""
+
+    enabled: bool = Field(True, description="Use the built-in plant simulator as a source.")
+    seed: int = Field(1, description="Random seed; the same seed gives the same plant behaviour.")
+    time_scale: float = Field(
+        1.0, description="Speed-up of machine behaviour (10 = state changes ten times as often)."
+    )
+    machines: int = Field(
+        6, description="Number of simulated machines (6 gives the demo plant of 2 lines)."
+    )
+
+
+class EdgeSettings(BaseSettings):
+    """Settings of ``andon edge``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ANDON_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    group_id: str = Field("Plant1", description="Sparkplug group ID.")
+    edge_node_id: str = Field("Edge1", description="Sparkplug edge node ID (unique in the group).")
+    primary_host_id: str | None = Field(
+        None,
+        description=(
+            "Sparkplug host ID of the primary host. When set, the edge births only while that "
+            "host's STATE is online and stores data while it is offline."
+        ),
+    )
+    poll_interval_s: float = Field(1.0, description="How often sources are polled.")
+    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Broker connection.")
+    spool: SpoolSettings = Field(default_factory=SpoolSettings, description="Disk spool.")
+    simulator: SimulatorSettings = Field(
+        default_factory=SimulatorSettings, description="Built-in simulator."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlFileSource(settings_cls))
+
+
+class ServerSettings(BaseSettings):
+    """Settings of ``andon server`` (and of the server inside ``andon demo``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ANDON_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    host_id: str = Field(
+        "andon", description="Sparkplug host application ID; STATE is spBv1.0/STATE/<host_id>."
+    )
+    database_url: str = Field(
+        "sqlite:///andon-data/andon.db",
+        description=(
+            "Historian database: sqlite:///path/file.db or postgresql://user@host:5432/db."
+        ),
+    )
+    http_host: str = Field("127.0.0.1", description="Address the API and web UI listen on.")
+    http_port: int = Field(8080, description="Port of the API and web UI.")
+    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Broker connection.")
+    sparkplug_filter: str = Field(
+        "spBv1.0/#", description="Sparkplug topic filter the host subscribes to."
+    )
+    rebirth_debounce_ms: int = Field(
+        5000, description="At most one rebirth request per edge node in this many ms."
+    )
+    reorder_timeout_ms: int = Field(
+        2000, description="How long a seq gap may stay open before a rebirth is requested."
+    )
+    historian_queue_capacity: int = Field(
+        200_000,
+        description=(
+            "Samples waiting for the historian writer; when full, ingest waits (back-pressure) "
+            "rather than dropping."
+        ),
+    )
+    historian_max_batch: int = Field(5000, description="Largest transaction of the writer.")
+    ingest_queue_capacity: int = Field(
+        10_000, description="Received MQTT messages waiting for decoding (bounded)."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlFileSource(settings_cls))
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the TOML file named by ``load_settings`` (lowest priority after the defaults)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _CONFIG_FILE.get()
+        if path is None:
+            return {}
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load_settings(cls: type[SettingsT], config_file: Path | None = None, **overrides: Any) -> SettingsT:
+    """Build settings from defaults, an optional TOML file, the environment and overrides.
+
+    Raises ``ValueError`` with one clear line naming the file and the offending field.
+    """
+    from pydantic import ValidationError
+
+    token = _CONFIG_FILE.set(config_file)
+    try:
+        return cls(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{config_file}: not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        where = f"{config_file}: " if config_file else ""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ValueError(f"{where}invalid settings: {problems}") from exc
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
+class SettingDoc(BaseModel):
+    name: str
+    env: str
+    default: str
+    help: str
+
+
+def iter_setting_docs(cls: type[BaseModel], prefix: str = "") -> Iterator[SettingDoc]:
+    """Every leaf setting of a settings class with its env name, default and help."""
+    for name, field in cls.model_fields.items():
+        annotation = field.annotation
+        dotted = f"{prefix}{name}"
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from iter_setting_docs(annotation, prefix=f"{dotted}.")
+            continue
+        if field.default_factory is not None:
+            default: object = field.default_factory()  # type: ignore[call-arg]
+        else:
+            default = field.default
+        yield SettingDoc(
+            name=dotted,
+            env="ANDON_" + dotted.replace(".", "__").upper(),
+            default="" if default is None else str(default),
+            help=field.description or "",
+        )

@@ -1,0 +1,102 @@
+"""Server-rendered pages (Jinja2 + htmx, assets vendored: plant networks are offline)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2_fragments.fastapi import Jinja2Blocks
+
+from andon.server.live_tags import LiveTag
+
+__all__ = ["DeviceCard", "group_devices", "mount_web"]
+
+_HERE = Path(__file__).parent
+templates = Jinja2Blocks(directory=str(_HERE / "templates"))
+
+
+@dataclass(slots=True)
+class DeviceCard:
+    """One machine on the overview: its live metrics, state first."""
+
+    node: str
+    device: str
+    online: bool = True
+    tags: list[LiveTag] = field(default_factory=list)
+
+    @property
+    def state(self) -> LiveTag | None:
+        for tag in self.tags:
+            if tag.path.endswith("/State/Name"):
+                return tag
+        for tag in self.tags:
+            if tag.path.endswith("/State/Code"):
+                return tag
+        return None
+
+
+def group_devices(tags: list[LiveTag]) -> dict[str, list[DeviceCard]]:
+    """Group live tags as edge node -> machine cards (device metrics only)."""
+    cards: dict[tuple[str, str], DeviceCard] = {}
+    for tag in tags:
+        parts = tag.path.split("/")
+        if len(parts) < 4:
+            continue  # node metrics (bdSeq, spool figures) are on the system view
+        node = f"{parts[0]}/{parts[1]}"
+        key = (node, parts[2])
+        card = cards.get(key)
+        if card is None:
+            card = cards[key] = DeviceCard(node=node, device=parts[2])
+        card.tags.append(tag)
+        card.online = card.online and not tag.stale
+    grouped: dict[str, list[DeviceCard]] = defaultdict(list)
+    for (node, _), card in sorted(cards.items()):
+        grouped[node].append(card)
+    return dict(grouped)
+
+
+def _fmt_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if value is None:
+        return "null"
+    return str(value)
+
+
+def _fmt_time(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%H:%M:%S UTC")
+
+
+templates.env.filters["value"] = _fmt_value
+templates.env.filters["clock"] = _fmt_time
+
+
+def mount_web(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def machines_page(request: Request) -> Response:
+        return _render(request, block=None)
+
+    @app.get("/fragments/machines", response_class=HTMLResponse, include_in_schema=False)
+    def machines_fragment(request: Request) -> Response:
+        return _render(request, block="machines")
+
+
+def _render(request: Request, block: str | None) -> Response:
+    ctx = request.app.state.context
+    groups = group_devices(ctx.live_tags.snapshot())
+    context = {"groups": groups, "site_name": ctx.site_name, "edges": ctx.edges.nodes()}
+    if block is None:
+        return templates.TemplateResponse(request, "machines.html", context)
+    return templates.TemplateResponse(request, "machines.html", context, block_name=block)
