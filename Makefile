@@ -31,7 +31,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 proto: $(STAMP)  ## regenerate the Sparkplug B protobuf module
-	cd src/andon/sparkplug && ../../../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --mypy_out=. sparkplug_b.proto
+	cd src/andon/sparkplug && PATH=../../../$(BIN):$$PATH ../../../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --mypy_out=. sparkplug_b.proto
 
 docs: $(STAMP)  ## regenerate docs/configuration.md from the declared settings
 	$(BIN)/andon settings-doc > docs/configuration.md
