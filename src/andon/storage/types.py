@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["HistoryBucket", "Sample", "SampleValue", "TagInfo"]
+__all__ = ["HistoryBucket", "QuarantinedSample", "Sample", "SampleValue", "TagInfo"]
 
 #: A historised value. Booleans are stored as integers 0/1 and come back as ``bool`` when the
 #: tag's datatype says so; ``None`` is an explicit null (e.g. a BAD-quality sample).
@@ -38,7 +38,14 @@ class TagInfo:
 
 @dataclass(frozen=True, slots=True)
 class HistoryBucket:
-    """Aggregate of numeric samples in ``[start_ms, start_ms + bucket_ms)``."""
+    """Aggregate of the samples in ``[start_ms, start_ms + bucket_ms)``.
+
+    Buckets are aligned to the Unix epoch (``start_ms`` is a multiple of ``bucket_ms``) so that
+    e.g. hourly buckets fall on the hour whatever the query range. ``count`` counts every sample
+    in the bucket; ``min``/``max``/``avg`` are over the numeric ones (ints, bools as 0/1, floats;
+    NaN excluded) and are ``None`` when there are none. ``last`` is the value of the latest
+    sample in the bucket, whatever its type.
+    """
 
     start_ms: int
     count: int
@@ -47,3 +54,19 @@ class HistoryBucket:
     avg: float | None
     last: SampleValue
     last_ts_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedSample:
+    """A sample the historian could not store, kept with the reason instead of being lost.
+
+    ``raw`` is ``repr()`` of the original value (always valid text, even for bytes or strings
+    the database cannot hold).
+    """
+
+    id: int
+    tag: str
+    ts_ms: int
+    raw: str
+    reason: str
+    created_at_ms: int

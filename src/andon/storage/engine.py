@@ -1,0 +1,89 @@
+"""Engines configured the way the historian needs them, for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+
+__all__ = [
+    "SQLITE_BEGIN_OPTION",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "SQLITE_CACHE_KIB",
+    "create_engine_for",
+    "is_postgresql",
+    "is_sqlite",
+    "normalize_url",
+]
+
+#: How long a SQLite connection waits for another writer before failing with "locked".
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: SQLite page cache per connection, in KiB.
+SQLITE_CACHE_KIB = 65_536
+#: Execution option naming the SQLite BEGIN mode of a connection's next transaction.
+SQLITE_BEGIN_OPTION = "andon_sqlite_begin"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse ``url``; plain ``postgresql://`` / ``postgres://`` use the psycopg 3 driver."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return normalize_url(url).get_backend_name() == "sqlite"
+
+
+def is_postgresql(url: str | URL) -> bool:
+    return normalize_url(url).get_backend_name() == "postgresql"
+
+
+def create_engine_for(url: str | URL, **kwargs: Any) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, ``synchronous=NORMAL``, a busy timeout and FKs."""
+    parsed = normalize_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        # The historian writer and API readers use the engine from different threads.
+        kwargs.setdefault("connect_args", {}).setdefault("check_same_thread", False)
+        engine = sa.create_engine(parsed, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    if backend == "postgresql":
+        # A connection broken by a database restart is replaced instead of failing a batch.
+        kwargs.setdefault("pool_pre_ping", True)
+        return sa.create_engine(parsed, **kwargs)
+    raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)}")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite would otherwise start
+        # transactions lazily and never with IMMEDIATE).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # With WAL, NORMAL is durable against application crashes and fast; an OS crash
+            # may lose the last transactions but never corrupts the file.
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            # The (tag_id, ts) B-tree takes inserts at one place per tag; a page cache larger
+            # than the 2 MiB default keeps those leaf pages in memory (allocated only as used).
+            cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        # Writers ask for IMMEDIATE: taking the write lock up front makes concurrent writers
+        # wait (busy_timeout) instead of failing when a deferred read lock cannot be upgraded.
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
+        if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+            raise ValueError(f"invalid SQLite BEGIN mode {mode!r}")
+        connection.exec_driver_sql(f"BEGIN {mode}")

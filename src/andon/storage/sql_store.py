@@ -1,0 +1,298 @@
+"""The part of the historian store that SQLite and PostgreSQL share: SQLAlchemy Core queries.
+
+The dialect modules (``sqlite.py``, ``postgresql.py``) supply only the two write primitives
+that differ: creating tags while ignoring existing ones, and bulk-inserting sample rows while
+ignoring duplicates.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+
+from andon.storage.codec import (
+    DATATYPE_UINT64,
+    SampleRow,
+    decode_value,
+    encode_sample_rows,
+    infer_datatype,
+)
+from andon.storage.engine import create_engine_for
+from andon.storage.schema import quarantine_table, sample_table, tag_table
+from andon.storage.store import DEFAULT_HISTORY_LIMIT
+from andon.storage.types import HistoryBucket, QuarantinedSample, Sample, TagInfo
+
+__all__ = ["SqlHistorianStore"]
+
+#: Tags looked up per SELECT ... WHERE path IN (...): well under SQLite's parameter limit.
+_TAG_LOOKUP_CHUNK = 500
+
+_TagRef = tuple[int, int]  # (tag id, datatype)
+
+
+class SqlHistorianStore:
+    """Base of the SQL historian stores; subclasses implement ``_insert_tags``/``_insert_rows``."""
+
+    #: Execution options for write transactions (SQLite asks for BEGIN IMMEDIATE).
+    _write_options: Mapping[str, Any] = {}
+
+    def __init__(self, database: str | URL | Engine) -> None:
+        if isinstance(database, Engine):
+            self._engine = database
+            self._owns_engine = False
+        else:
+            self._engine = create_engine_for(database)
+            self._owns_engine = True
+        # path -> (id, datatype) of committed tags only, so a rolled-back batch cannot leave
+        # an id in the cache that does not exist in the database.
+        self._tag_cache: dict[str, _TagRef] = {}
+        self._cache_lock = threading.Lock()
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    # -- dialect primitives --------------------------------------------------------------
+
+    def _insert_tags(self, connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        """Insert tag rows, silently skipping paths that already exist."""
+        raise NotImplementedError
+
+    def _insert_rows(self, connection: sa.Connection, rows: list[SampleRow]) -> int:
+        """Insert sample rows ignoring (tag_id, ts) conflicts; return the number inserted."""
+        raise NotImplementedError
+
+    def _after_commit(self, connection: sa.Connection) -> None:
+        """Called after a write transaction committed on ``connection``."""
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def write_batch(self, samples: Sequence[Sample]) -> int:
+        if not samples:
+            return 0
+        with self._engine.connect() as connection:
+            connection.execution_options(**self._write_options)
+            with connection.begin():
+                tags, created = self._resolve_tags(connection, samples)
+                rows = encode_sample_rows(samples, tags)
+                inserted = self._insert_rows(connection, rows)
+            self._after_commit(connection)
+        if created:
+            with self._cache_lock:
+                self._tag_cache.update(created)
+        return inserted
+
+    def _resolve_tags(
+        self, connection: sa.Connection, samples: Sequence[Sample]
+    ) -> tuple[Mapping[str, _TagRef], dict[str, _TagRef]]:
+        """(path -> tag for every sample, the tags not cached before this batch)."""
+        cache = self._tag_cache
+        unknown = {sample.tag for sample in samples}.difference(cache)
+        if not unknown:
+            return cache, {}
+        datatypes: dict[str, int] = {}
+        for sample in samples:
+            if sample.tag in unknown and not datatypes.get(sample.tag):
+                datatypes[sample.tag] = sample.datatype or infer_datatype(sample.value)
+        now_ms = time.time_ns() // 1_000_000
+        # Sorted so that two writers creating the same tags lock them in the same order and
+        # cannot deadlock.
+        paths = sorted(unknown)
+        self._insert_tags(
+            connection,
+            [{"path": p, "datatype": datatypes[p], "created_at": now_ms} for p in paths],
+        )
+        created = self._select_tags(connection, paths)
+        return {**cache, **created}, created
+
+    def _select_tags(self, connection: sa.Connection, paths: list[str]) -> dict[str, _TagRef]:
+        found: dict[str, _TagRef] = {}
+        columns = (tag_table.c.path, tag_table.c.id, tag_table.c.datatype)
+        for i in range(0, len(paths), _TAG_LOOKUP_CHUNK):
+            chunk = paths[i : i + _TAG_LOOKUP_CHUNK]
+            query = sa.select(*columns).where(tag_table.c.path.in_(chunk))
+            for path, tag_id, datatype in connection.execute(query):
+                found[path] = (tag_id, datatype)
+        return found
+
+    def quarantine(self, tag: str, ts_ms: int, raw: str, reason: str) -> None:
+        with self._engine.connect() as connection:
+            connection.execution_options(**self._write_options)
+            with connection.begin():
+                connection.execute(
+                    quarantine_table.insert().values(
+                        tag_path=tag,
+                        ts=ts_ms,
+                        raw_value=raw,
+                        reason=reason,
+                        created_at=time.time_ns() // 1_000_000,
+                    )
+                )
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def _tag(self, connection: sa.Connection, tag: str) -> _TagRef | None:
+        cached = self._tag_cache.get(tag)
+        if cached is not None:
+            return cached
+        return self._select_tags(connection, [tag]).get(tag)
+
+    def history(
+        self, tag: str, start_ms: int, end_ms: int, limit: int = DEFAULT_HISTORY_LIMIT
+    ) -> list[Sample]:
+        s = sample_table.c
+        with self._engine.connect() as connection:
+            ref = self._tag(connection, tag)
+            if ref is None:
+                return []
+            tag_id, datatype = ref
+            query = (
+                sa.select(
+                    s.ts,
+                    s.value_double,
+                    s.value_int,
+                    s.value_text,
+                    s.value_bytes,
+                    s.quality,
+                    s.is_historical,
+                )
+                .where(s.tag_id == tag_id, s.ts >= start_ms, s.ts < end_ms)
+                .order_by(s.ts)
+                .limit(limit)
+            )
+            rows = connection.execute(query).all()
+        return [
+            Sample(tag, ts, decode_value(vd, vi, vt, vb, datatype), quality, bool(hist), datatype)
+            for ts, vd, vi, vt, vb, quality, hist in rows
+        ]
+
+    def latest(self, tag: str) -> Sample | None:
+        s = sample_table.c
+        with self._engine.connect() as connection:
+            ref = self._tag(connection, tag)
+            if ref is None:
+                return None
+            tag_id, datatype = ref
+            query = (
+                sa.select(
+                    s.ts,
+                    s.value_double,
+                    s.value_int,
+                    s.value_text,
+                    s.value_bytes,
+                    s.quality,
+                    s.is_historical,
+                )
+                .where(s.tag_id == tag_id)
+                .order_by(s.ts.desc())
+                .limit(1)
+            )
+            row = connection.execute(query).first()
+        if row is None:
+            return None
+        ts, vd, vi, vt, vb, quality, hist = row
+        value = decode_value(vd, vi, vt, vb, datatype)
+        return Sample(tag, ts, value, quality, bool(hist), datatype)
+
+    def aggregate(
+        self, tag: str, start_ms: int, end_ms: int, bucket_ms: int
+    ) -> list[HistoryBucket]:
+        if bucket_ms <= 0:
+            raise ValueError(f"bucket_ms must be positive, got {bucket_ms}")
+        s = sample_table.c
+        with self._engine.connect() as connection:
+            ref = self._tag(connection, tag)
+            if ref is None:
+                return []
+            tag_id, datatype = ref
+            width = sa.literal(bucket_ms, sa.BigInteger)
+            # Floor to a multiple of bucket_ms; written with %, which truncates towards zero
+            # in both databases, so that timestamps before 1970 floor correctly too.
+            bucket = (s.ts - ((s.ts % width) + width) % width).label("bucket")
+            as_double: sa.ColumnElement[Any] = sa.cast(s.value_int, sa.Double)
+            if datatype == DATATYPE_UINT64:
+                as_double = sa.case((s.value_int < 0, as_double + 2.0**64), else_=as_double)
+            number = sa.func.coalesce(s.value_double, as_double).label("number")
+            in_range = (
+                sa.select(bucket, s.ts, number)
+                .where(s.tag_id == tag_id, s.ts >= start_ms, s.ts < end_ms)
+                .subquery("in_range")
+            )
+            per_bucket = (
+                sa.select(
+                    in_range.c.bucket,
+                    sa.func.count().label("n"),
+                    sa.func.min(in_range.c.number).label("lo"),
+                    sa.func.max(in_range.c.number).label("hi"),
+                    sa.func.avg(in_range.c.number).label("mean"),
+                    sa.func.max(in_range.c.ts).label("last_ts"),
+                )
+                .group_by(in_range.c.bucket)
+                .subquery("per_bucket")
+            )
+            # The last value of each bucket is one primary-key lookup per bucket.
+            query = (
+                sa.select(
+                    per_bucket.c.bucket,
+                    per_bucket.c.n,
+                    per_bucket.c.lo,
+                    per_bucket.c.hi,
+                    per_bucket.c.mean,
+                    per_bucket.c.last_ts,
+                    s.value_double,
+                    s.value_int,
+                    s.value_text,
+                    s.value_bytes,
+                )
+                .join_from(
+                    per_bucket,
+                    sample_table,
+                    sa.and_(s.tag_id == tag_id, s.ts == per_bucket.c.last_ts),
+                )
+                .order_by(per_bucket.c.bucket)
+            )
+            rows = connection.execute(query).all()
+        return [
+            HistoryBucket(
+                start_ms=int(start),
+                count=int(n),
+                min=None if lo is None else float(lo),
+                max=None if hi is None else float(hi),
+                avg=None if mean is None else float(mean),
+                last=decode_value(vd, vi, vt, vb, datatype),
+                last_ts_ms=int(last_ts),
+            )
+            for start, n, lo, hi, mean, last_ts, vd, vi, vt, vb in rows
+        ]
+
+    def tags(self) -> list[TagInfo]:
+        query = sa.select(tag_table.c.path, tag_table.c.datatype).order_by(tag_table.c.path)
+        with self._engine.connect() as connection:
+            return [TagInfo(path, datatype) for path, datatype in connection.execute(query)]
+
+    def count(self, tag: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(sample_table)
+        with self._engine.connect() as connection:
+            if tag is not None:
+                ref = self._tag(connection, tag)
+                if ref is None:
+                    return 0
+                query = query.where(sample_table.c.tag_id == ref[0])
+            return int(connection.execute(query).scalar_one())
+
+    def quarantined(self) -> list[QuarantinedSample]:
+        q = quarantine_table.c
+        query = sa.select(q.id, q.tag_path, q.ts, q.raw_value, q.reason, q.created_at).order_by(
+            q.id
+        )
+        with self._engine.connect() as connection:
+            return [QuarantinedSample(*row) for row in connection.execute(query)]
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self._engine.dispose()
