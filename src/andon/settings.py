@@ -83,7 +83,24 @@ class SimulatorSettings(BaseModel):
         1.0, description="Speed-up of machine behaviour (10 = state changes ten times as often)."
     )
     machines: int = Field(
-        6, description="Number of simulated machines (6 gives the demo plant of 2 lines)."
+        0,
+        description=(
+            "0 simulates the demo plant (2 lines, 6 machines); N > 0 simulates N generic "
+            "machines, for load tests."
+        ),
+    )
+    tags_per_machine: int = Field(
+        25, description="Metrics per generic machine (only when machines > 0)."
+    )
+    line: str | None = Field(
+        None, description="Only the demo plant's machines of this line (e.g. Line1)."
+    )
+    record_path: Path | None = Field(
+        None,
+        description=(
+            "Append every value the simulator produces to this JSON-lines file (for tests and "
+            "audits that compare it with the history)."
+        ),
     )
 
 
@@ -191,7 +208,9 @@ class _TomlFileSource(PydanticBaseSettingsSource):
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
-def load_settings(cls: type[SettingsT], config_file: Path | None = None, **overrides: Any) -> SettingsT:
+def load_settings(
+    cls: type[SettingsT], config_file: Path | None = None, **overrides: Any
+) -> SettingsT:
     """Build settings from defaults, an optional TOML file, the environment and overrides.
 
     Raises ``ValueError`` with one clear line naming the file and the offending field.

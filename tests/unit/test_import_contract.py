@@ -31,7 +31,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def _top(name: str) -> str:
-    return name.split(".")[0]
+    return name.split(".", maxsplit=1)[0]
 
 
 MODULES = list(_modules())

@@ -14,7 +14,9 @@ __all__ = ["ApiContext", "HistoryReader"]
 
 
 class HistoryReader(Protocol):
-    def history(self, tag: str, start_ms: int, end_ms: int, limit: int = 10_000) -> list[Sample]: ...
+    def history(
+        self, tag: str, start_ms: int, end_ms: int, limit: int = 10_000
+    ) -> list[Sample]: ...
 
     def aggregate(
         self, tag: str, start_ms: int, end_ms: int, bucket_ms: int

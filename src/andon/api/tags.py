@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -23,7 +24,7 @@ MAX_BUCKETS = 10_000
 def _json_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
-    if isinstance(value, float) and value != value:  # NaN is not JSON
+    if isinstance(value, float) and math.isnan(value):  # NaN is not JSON
         return None
     return value
 
@@ -77,9 +78,7 @@ def tag_history(
             detail=f"more than {MAX_BUCKETS} buckets: choose a larger bucket or a shorter range",
         )
     reader = _ctx(request).history
-    out = HistoryOut(
-        path=path, start=iso_ms(start_ms), end=iso_ms(end_ms), bucket_ms=bucket_ms
-    )
+    out = HistoryOut(path=path, start=iso_ms(start_ms), end=iso_ms(end_ms), bucket_ms=bucket_ms)
     if bucket_ms is None:
         samples = reader.history(path, start_ms, end_ms, limit=limit + 1)
         out.truncated = len(samples) > limit

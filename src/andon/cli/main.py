@@ -34,6 +34,7 @@ def _logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _fail(message: str) -> None:
@@ -104,7 +105,9 @@ def server(config: ConfigOption = None, verbose: VerboseOption = False) -> None:
     except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
         _fail(str(exc))
         return
-    typer.echo(f"Andon server {settings.host_id} on http://{settings.http_host}:{settings.http_port}/")
+    typer.echo(
+        f"Andon server {settings.host_id} on http://{settings.http_host}:{settings.http_port}/"
+    )
     try:
         _wait_for_stop(None)
     finally:
@@ -112,9 +115,7 @@ def server(config: ConfigOption = None, verbose: VerboseOption = False) -> None:
 
 
 @edge_app.callback()
-def edge(
-    ctx: typer.Context, config: ConfigOption = None, verbose: VerboseOption = False
-) -> None:
+def edge(ctx: typer.Context, config: ConfigOption = None, verbose: VerboseOption = False) -> None:
     """Run the edge agent (or use a subcommand such as `andon edge status`)."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = config
@@ -194,7 +195,7 @@ def db_upgrade(
 ) -> None:
     """Create or migrate the database schema to the newest version."""
     from andon.settings import ServerSettings, load_settings
-    from andon.storage.migrations import upgrade_database
+    from andon.storage.migrate import upgrade_database
 
     try:
         settings = load_settings(ServerSettings, config)

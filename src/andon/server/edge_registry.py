@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field, replace
 
-__all__ = ["DeviceView", "EdgeNodeView", "EdgeRegistry", "PROBLEM_KINDS"]
+__all__ = ["PROBLEM_KINDS", "DeviceView", "EdgeNodeView", "EdgeRegistry"]
 
 #: Problem kinds counted per edge node; the host session reports them.
 PROBLEM_KINDS = (

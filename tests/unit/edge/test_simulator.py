@@ -52,6 +52,21 @@ def test_same_seed_gives_the_same_plant_and_another_seed_does_not() -> None:
     assert first != other
 
 
+def after_start(changes: list[TagChange]) -> list[TagChange]:
+    """Leave out the initial values the first poll reports at ``start_ms``."""
+    return [c for c in changes if c.ts_ms > START]
+
+
+def test_the_first_poll_reports_every_initial_value_once_at_start() -> None:
+    sim = PlantSimulator(demo_plant(), start_ms=START)
+    first = sim.poll(START)
+    described = {(d, s.name): s.initial_value for d, specs in sim.describe().items() for s in specs}
+    assert {(c.device_id, c.name): c.value for c in first} == described
+    assert len(first) == len(described)
+    assert all(c.ts_ms == START for c in first)
+    assert all(c.ts_ms > START for c in sim.poll(START + 60_000))
+
+
 def test_one_big_jump_gives_exactly_what_frequent_polls_give() -> None:
     jumped = PlantSimulator(demo_plant(), start_ms=START).poll(START + 2 * HOUR)
     stepped_sim = PlantSimulator(demo_plant(), start_ms=START)
@@ -63,7 +78,7 @@ def test_one_big_jump_gives_exactly_what_frequent_polls_give() -> None:
 
 
 def test_a_big_jump_yields_every_event_at_its_own_time_in_order() -> None:
-    changes = PlantSimulator(demo_plant(), start_ms=START).poll(START + 4 * HOUR)
+    changes = after_start(PlantSimulator(demo_plant(), start_ms=START).poll(START + 4 * HOUR))
     stamps = [c.ts_ms for c in changes]
     assert stamps == sorted(stamps)
     assert stamps[0] > START
@@ -77,7 +92,7 @@ def test_a_big_jump_yields_every_event_at_its_own_time_in_order() -> None:
 
 def test_report_by_exception_never_repeats_a_value() -> None:
     sim = PlantSimulator(demo_plant(), start_ms=START)
-    changes = sim.poll(START + HOUR) + sim.poll(START + HOUR + 90_000)
+    changes = after_start(sim.poll(START + HOUR) + sim.poll(START + HOUR + 90_000))
     for (device, name), series in by_tag(changes).items():
         values = [initial(sim, device, name)] + [c.value for c in series]
         assert all(a != b for a, b in itertools.pairwise(values)), (device, name)
@@ -98,7 +113,7 @@ def test_state_codes_are_valid_and_names_match() -> None:
 
 def test_counters_advance_only_while_running_and_drop_only_on_a_reset() -> None:
     sim = PlantSimulator(one_machine(reset_probability=0.5), start_ms=START)
-    changes = sim.poll(START + 12 * HOUR)
+    changes = after_start(sim.poll(START + 12 * HOUR))
     state = initial(sim, "Filler1", "State/Code")
     counters = {name: initial(sim, "Filler1", name) for name in COUNTERS}
     resets = advances = 0

@@ -354,6 +354,8 @@ class PlantSimulator:
         self.config = config
         self._machines = {m.machine_id: _Machine(m, config, start_ms) for m in config.machines}
         self._now_ms = start_ms
+        self._start_ms = start_ms
+        self._initial_pending = True
         self._record_to = record_to
 
     @property
@@ -367,12 +369,26 @@ class PlantSimulator:
     def poll(self, now_ms: int) -> list[TagChange]:
         """Every change after the previous poll up to ``now_ms``, sorted by timestamp.
 
+        The first poll also reports every tag's initial value at ``start_ms``.
+
         ``record_to`` (if set) sees exactly what this returns. A clock that steps backwards
         yields nothing until it passes the time already simulated.
         """
-        if now_ms <= self._now_ms:
-            return []
         out: list[TagChange] = []
+        if self._initial_pending:
+            # The first poll reports every tag's starting value: it is data the historian
+            # must hold too, and a birth must never carry a value nobody recorded.
+            self._initial_pending = False
+            out.extend(
+                TagChange(device_id, spec.name, spec.initial_value, self._start_ms)
+                for device_id, specs in self.describe().items()
+                for spec in specs
+            )
+        if now_ms <= self._now_ms:
+            if self._record_to is not None:
+                for change in out:
+                    self._record_to(change)
+            return out
         for machine in self._machines.values():
             machine.advance(now_ms, out)
         self._now_ms = now_ms

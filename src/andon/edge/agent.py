@@ -1,0 +1,199 @@
+"""``EdgeAgent``: the root object of ``andon edge``. Reading the constructor shows the runtime."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from andon.edge.poller import LastValueCache, SourcePoller
+from andon.edge.publisher import SpoolPublisher
+from andon.edge.sources.base import Source, TagChange
+from andon.edge.sources.simulator import PlantConfig, PlantSimulator, benchmark_plant, demo_plant
+from andon.edge.spool import StoreAndForwardSpool
+from andon.mqtt.interface import BrokerClient, MqttEndpoint, TlsSettings, Will
+from andon.settings import EdgeSettings, MqttSettings, SimulatorSettings
+from andon.sparkplug.edge_node import EdgeNodeSession
+from andon.testing.clock import Clock, SystemClock
+
+__all__ = ["ChangeRecorder", "EdgeAgent", "build_simulator", "mqtt_endpoint"]
+
+log = logging.getLogger(__name__)
+
+_BD_SEQ_KEY = "bd_seq"
+_FENCE_EPOCH_KEY = "fence_epoch"
+
+#: Builds the broker client: (endpoint, message handler, listener, will factory) -> client.
+BrokerClientFactory = Callable[..., BrokerClient]
+
+
+def mqtt_endpoint(mqtt: MqttSettings, client_id: str) -> MqttEndpoint:
+    tls = None
+    if mqtt.tls_ca_file is not None:
+        tls = TlsSettings(
+            ca_file=str(mqtt.tls_ca_file),
+            cert_file=str(mqtt.tls_cert_file) if mqtt.tls_cert_file else None,
+            key_file=str(mqtt.tls_key_file) if mqtt.tls_key_file else None,
+        )
+    return MqttEndpoint(
+        host=mqtt.host,
+        port=mqtt.port,
+        client_id=client_id,
+        username=mqtt.username,
+        password=mqtt.password.get_secret_value() if mqtt.password else None,
+        tls=tls,
+        keepalive_s=mqtt.keepalive_s,
+    )
+
+
+def build_simulator(
+    settings: SimulatorSettings,
+    start_ms: int,
+    record_to: Callable[[TagChange], None] | None = None,
+) -> PlantSimulator:
+    if settings.machines > 0:
+        base = benchmark_plant(settings.machines, settings.tags_per_machine, seed=settings.seed)
+        config = PlantConfig(
+            site=base.site,
+            machines=base.machines,
+            seed=settings.seed,
+            time_scale=settings.time_scale,
+        )
+    else:
+        plant = demo_plant(seed=settings.seed, time_scale=settings.time_scale)
+        machines = tuple(
+            m for m in plant.machines if settings.line is None or m.line == settings.line
+        )
+        if not machines:
+            raise ValueError(f"simulator.line {settings.line!r} is not a line of the demo plant")
+        config = PlantConfig(
+            site=plant.site, machines=machines, seed=settings.seed, time_scale=settings.time_scale
+        )
+    return PlantSimulator(config, start_ms=start_ms, record_to=record_to)
+
+
+class ChangeRecorder:
+    """Writes every produced value as a JSON line: ``[device, name, ts_ms, value]``."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8", buffering=1)
+        self._lock = threading.Lock()
+
+    def record(self, change: TagChange) -> None:
+        value = change.value
+        if isinstance(value, bytes):
+            value = value.hex()
+        with self._lock:
+            self._file.write(
+                json.dumps([change.device_id, change.name, change.ts_ms, value]) + "\n"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def _default_client_factory() -> BrokerClientFactory:
+    from andon.mqtt.paho_client import PahoBrokerClient
+
+    return PahoBrokerClient
+
+
+class EdgeAgent:
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        *,
+        clock: Clock | None = None,
+        sources: Sequence[Source] | None = None,
+        client_factory: BrokerClientFactory | None = None,
+        record_to: Callable[[TagChange], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.spool = StoreAndForwardSpool(
+            settings.spool.path,
+            clock=self.clock,
+            max_bytes=int(settings.spool.max_mb * 1024 * 1024),
+            max_age_s=settings.spool.max_age_s,
+        )
+        self._recorder = (
+            ChangeRecorder(settings.simulator.record_path)
+            if settings.simulator.record_path is not None and record_to is None
+            else None
+        )
+        self.sources: Sequence[Source] = sources or [
+            build_simulator(
+                settings.simulator,
+                self.clock.now_ms(),
+                record_to or (self._recorder.record if self._recorder else None),
+            )
+        ]
+        self.last_values = LastValueCache(self.sources)
+        self.session_lock = threading.Lock()
+        self.session = EdgeNodeSession(
+            settings.group_id,
+            settings.edge_node_id,
+            bd_seq=self.spool.get_int(_BD_SEQ_KEY),
+            primary_host_id=settings.primary_host_id,
+        )
+        self.session.highest_fence_epoch = self.spool.get_int(_FENCE_EPOCH_KEY)
+        self.publisher = SpoolPublisher(
+            self.session,
+            self.session_lock,
+            self.spool,
+            self.last_values,
+            self.sources,
+            self.clock,
+            batch_records=settings.spool.flush_batch_records,
+            persist_fence_epoch=lambda epoch: self.spool.set_int(_FENCE_EPOCH_KEY, epoch),
+        )
+        self.poller = SourcePoller(
+            self.sources,
+            self.spool,
+            self.last_values,
+            self.clock,
+            interval_s=settings.poll_interval_s,
+            on_appended=self.publisher.wake,
+        )
+        self.client = (client_factory or _default_client_factory())(
+            mqtt_endpoint(
+                settings.mqtt, client_id=f"andon-edge-{settings.group_id}-{settings.edge_node_id}"
+            ),
+            on_message=self.publisher.on_message,
+            listener=self.publisher,
+            will_factory=self._next_will,
+        )
+        self.publisher.attach(self.client)
+
+    def _next_will(self) -> Will:
+        """A new NDEATH Will for every CONNECT; the bdSeq is persisted before it is used."""
+        with self.session_lock:
+            will = self.session.next_will(self.clock.now_ms())
+            self.spool.set_int(_BD_SEQ_KEY, self.session.bd_seq)
+        return Will(topic=will.topic, payload=will.payload, qos=will.qos, retain=will.retain)
+
+    def start(self) -> None:
+        # The first poll fills the last-value cache, so the first birth is complete.
+        self.poller.poll_once()
+        self.publisher.start()
+        self.poller.start()
+        self.client.start()
+        log.info("edge %s/%s started", self.settings.group_id, self.settings.edge_node_id)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Intentional disconnect: NDEATH first (a DISCONNECT suppresses the Will)."""
+        self.poller.stop(timeout)
+        self.publisher.stop(timeout)
+        if self.client.connected:
+            with self.session_lock:
+                death = self.session.death(self.clock.now_ms())
+            self.client.publish(death.topic, death.payload, death.qos, death.retain).wait(timeout)
+        self.client.stop(timeout)
+        self.spool.close()
+        if self._recorder is not None:
+            self._recorder.close()
+        log.info("edge %s/%s stopped", self.settings.group_id, self.settings.edge_node_id)

@@ -1,0 +1,337 @@
+"""Moves spooled records to the broker in order; a record leaves the spool only after PUBACK.
+
+One thread owns the publishing side of the edge-node session: births, data (from the spool,
+oldest first), diagnostics, and the handling of commands and STATE messages. MQTT callbacks
+only enqueue events for it, so every publish, and so every ``seq``, happens in one order.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from andon.edge.poller import LastValueCache
+from andon.edge.sources.base import Source
+from andon.edge.spool import SpoolRecord, StoreAndForwardSpool
+from andon.mqtt.interface import BrokerClient, PublishTicket
+from andon.sparkplug.actions import Disconnect, Problem, Publish, Subscribe
+from andon.sparkplug.edge_node import (
+    BirthsRequired,
+    CommandRejected,
+    EdgeNodeSession,
+    WriteRequested,
+)
+from andon.sparkplug.errors import SessionError
+from andon.sparkplug.model import DataType, Metric
+from andon.testing.clock import Clock
+
+__all__ = ["PublisherStats", "SpoolPublisher"]
+
+log = logging.getLogger(__name__)
+
+_CONNECTED = "connected"
+_DISCONNECTED = "disconnected"
+_MESSAGE = "message"
+
+
+@dataclass(slots=True)
+class PublisherStats:
+    records_published_total: int = 0
+    values_published_total: int = 0
+    historical_values_total: int = 0
+    births_total: int = 0
+    poison_records_total: int = 0
+    commands_accepted_total: int = 0
+    commands_rejected_total: int = 0
+    born: bool = False
+    flushing: bool = False
+
+
+class SpoolPublisher:
+    def __init__(
+        self,
+        session: EdgeNodeSession,
+        session_lock: threading.Lock,
+        spool: StoreAndForwardSpool,
+        last_values: LastValueCache,
+        sources: Sequence[Source],
+        clock: Clock,
+        *,
+        batch_records: int = 200,
+        ack_timeout_s: float = 15.0,
+        diagnostics_every_s: float = 5.0,
+        persist_fence_epoch: Callable[[int], None] | None = None,
+    ) -> None:
+        self._session = session
+        self._lock = session_lock
+        self._spool = spool
+        self._last_values = last_values
+        self._sources = sources
+        self._clock = clock
+        self._batch_records = batch_records
+        self._ack_timeout_s = ack_timeout_s
+        self._diagnostics_every_s = diagnostics_every_s
+        self._persist_fence_epoch = persist_fence_epoch
+        self._events: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=10_000)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: BrokerClient | None = None
+        self._connected = False
+        self._births_pending = False
+        self._born_at_ms = 0
+        self._last_diagnostics: dict[str, int | bool] = {}
+        self._next_diagnostics = 0.0
+        self.stats = PublisherStats()
+
+    def attach(self, client: BrokerClient) -> None:
+        self._client = client
+
+    # -- callbacks from the broker client (other threads) -------------------------------------
+    def on_connected(self) -> None:
+        """Subscribe (waiting for SUBACKs) on the client's event thread, then hand over."""
+        assert self._client is not None
+        with self._lock:
+            actions = self._session.on_connected(self._clock.now_ms())
+        births = False
+        for action in actions:
+            if isinstance(action, Subscribe):
+                if not self._client.subscribe(action.filters):
+                    log.error("command subscriptions refused; reconnecting")
+                    self._client.disconnect()
+                    return
+            elif isinstance(action, BirthsRequired):
+                births = True
+        self._post(_CONNECTED, births)
+
+    def on_disconnected(self, reason: str) -> None:
+        self._post(_DISCONNECTED, reason)
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        self._post(_MESSAGE, (topic, payload))
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _post(self, kind: str, detail: Any) -> None:
+        self._events.put((kind, detail))
+        self._wake.set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="andon-edge-publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    # -- the publisher thread ----------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._handle_events()
+                if not self._connected:
+                    self._idle()
+                elif self._births_pending:
+                    self._publish_births()
+                elif not self.stats.born:
+                    self._idle()  # waiting for the primary host's STATE
+                elif not self._publish_backlog():
+                    self._publish_diagnostics()
+                    self._idle()
+            except Exception:  # a bug must not stop the flow of data; it is retried
+                log.exception("edge publisher failed; retrying")
+                self._stop.wait(1.0)
+
+    def _idle(self) -> None:
+        self._wake.wait(0.5)
+        self._wake.clear()
+
+    def _handle_events(self) -> None:
+        while True:
+            try:
+                kind, detail = self._events.get_nowait()
+            except queue.Empty:
+                return
+            if kind == _CONNECTED:
+                self._connected = True
+                # A retained STATE may have been handled already (it arrives during the
+                # subscribe, before this event): keep a births request it made.
+                self._births_pending = self._births_pending or bool(detail)
+            elif kind == _DISCONNECTED:
+                self._connected = False
+                self._births_pending = False
+                self.stats.born = False
+                with self._lock:
+                    self._session.on_disconnected()
+            elif kind == _MESSAGE:
+                topic, payload = detail
+                self._on_message(topic, payload)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        assert self._client is not None
+        with self._lock:
+            before = self._session.highest_fence_epoch
+            actions = self._session.on_message(topic, payload, self._clock.now_ms())
+            after = self._session.highest_fence_epoch
+        if after != before and self._persist_fence_epoch is not None and after is not None:
+            self._persist_fence_epoch(after)
+        for action in actions:
+            if isinstance(action, BirthsRequired):
+                self._births_pending = True
+                self.stats.born = False
+            elif isinstance(action, Publish):
+                self._client.publish(action.topic, action.payload, action.qos, action.retain).wait(
+                    self._ack_timeout_s
+                )
+            elif isinstance(action, Disconnect):
+                log.warning("disconnecting: %s", action.reason)
+                self.stats.born = False
+                self._client.disconnect()
+            elif isinstance(action, WriteRequested):
+                self._write(action)
+            elif isinstance(action, CommandRejected):
+                self.stats.commands_rejected_total += 1
+                log.warning("command to %s rejected: %s", action.device_id, action.reason)
+            elif isinstance(action, Problem):
+                log.warning("%s on %s: %s", action.kind, topic, action.detail)
+
+    def _write(self, request: WriteRequested) -> None:
+        for metric in request.metrics:
+            source = next((s for s in self._sources if request.device_id in s.describe()), None)
+            if source is None or request.device_id is None or metric.name is None:
+                self.stats.commands_rejected_total += 1
+                log.warning("write to unknown device %s refused", request.device_id)
+                continue
+            result = source.write(request.device_id, metric.name, metric.value)
+            if result.accepted:
+                self.stats.commands_accepted_total += 1
+                log.info("wrote %s/%s = %r", request.device_id, metric.name, metric.value)
+            else:
+                self.stats.commands_rejected_total += 1
+                log.warning(
+                    "write %s/%s refused: %s", request.device_id, metric.name, result.reason
+                )
+
+    def _publish_births(self) -> None:
+        assert self._client is not None
+        if not self._last_values.wait_primed(1.0):
+            return  # births need every metric's value; the first poll provides them
+        now_ms = self._clock.now_ms()
+        devices = {
+            device: [
+                Metric(name, last.value, last.datatype, timestamp=last.ts_ms)
+                for name, last in sorted(values.items())
+            ]
+            for device, values in self._last_values.snapshot().items()
+        }
+        with self._lock:
+            try:
+                publishes = self._session.births(self._diagnostic_metrics(now_ms), devices, now_ms)
+            except SessionError as exc:
+                log.info("births deferred: %s", exc)
+                self._births_pending = False
+                return
+        tickets = [self._client.publish(p.topic, p.payload, p.qos, p.retain) for p in publishes]
+        if all(t.wait(self._ack_timeout_s) for t in tickets):
+            self._births_pending = False
+            self._born_at_ms = now_ms
+            self.stats.born = True
+            self.stats.births_total += 1
+            self.stats.flushing = True
+            log.info("births published (%d devices)", len(devices))
+
+    def _publish_backlog(self) -> bool:
+        """Publish one batch of spooled records; False when the spool is empty."""
+        assert self._client is not None
+        records = self._spool.peek(self._batch_records)
+        if not records:
+            self.stats.flushing = False
+            return False
+        sent: list[tuple[SpoolRecord, PublishTicket]] = []
+        for record in records:
+            publish = self._encode(record)
+            if publish is None:
+                break
+            sent.append((record, self._client.publish(publish.topic, publish.payload, publish.qos)))
+        acked: list[int] = []
+        for record, ticket in sent:
+            if not ticket.wait(self._ack_timeout_s):
+                break  # the session ended: the rest is re-sent after the next births
+            acked.append(record.id)
+            self.stats.records_published_total += 1
+            self.stats.values_published_total += record.value_count
+            if record.created_ms < self._born_at_ms:
+                self.stats.historical_values_total += record.value_count
+        if acked:
+            self._spool.ack(acked)
+        return bool(acked)
+
+    def _encode(self, record: SpoolRecord) -> Publish | None:
+        metrics = [Metric(c.name, c.value, timestamp=c.ts_ms) for c in record.changes]
+        # Recorded before this session's births: store-and-forward backlog, not live data.
+        historical = record.created_ms < self._born_at_ms
+        with self._lock:
+            try:
+                return self._session.data(
+                    record.device_id, metrics, self._clock.now_ms(), historical=historical
+                )
+            except SessionError as exc:
+                if not self._session.is_born:
+                    return None  # a rebirth or a disconnect came first
+                # Born, yet the record names a metric no birth declared: it can never be sent.
+                log.error("dropping spool record %d: %s", record.id, exc)
+                self.stats.poison_records_total += 1
+                self._spool.ack([record.id])
+                return None
+
+    def _diagnostic_metrics(self, now_ms: int) -> list[Metric]:
+        spool = self._spool.stats()
+        values: dict[str, int | bool] = {
+            "Andon/Spool/Records": spool.records,
+            "Andon/Spool/Values": spool.values,
+            "Andon/Spool/Bytes": spool.bytes,
+            "Andon/Spool/OldestMs": spool.oldest_ts_ms or 0,
+            "Andon/Spool/DroppedValues": spool.dropped_values_total,
+            "Andon/Spool/Flushing": self.stats.flushing,
+        }
+        self._last_diagnostics = values
+        return [
+            Metric(
+                name,
+                value,
+                DataType.BOOLEAN if isinstance(value, bool) else DataType.INT64,
+                timestamp=now_ms,
+                is_transient=True,  # diagnostics: shown live, never historised
+            )
+            for name, value in values.items()
+        ]
+
+    def _publish_diagnostics(self) -> None:
+        assert self._client is not None
+        now = self._clock.monotonic()
+        if now < self._next_diagnostics:
+            return
+        self._next_diagnostics = now + self._diagnostics_every_s
+        previous = self._last_diagnostics
+        metrics = [
+            m
+            for m in self._diagnostic_metrics(self._clock.now_ms())
+            if previous.get(m.name or "") != m.value
+        ]
+        if not metrics:
+            return
+        with self._lock:
+            try:
+                publish = self._session.data(None, metrics, self._clock.now_ms())
+            except SessionError:
+                return
+        self._client.publish(publish.topic, publish.payload, publish.qos)

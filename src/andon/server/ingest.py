@@ -1,0 +1,262 @@
+"""The ingest pipeline: received Sparkplug messages -> live tags, history, diagnostics.
+
+One thread owns the host session's message handling. The MQTT network thread only enqueues
+raw messages into a bounded queue (blocking when full, so a slow database slows the broker's
+delivery instead of dropping data: with QoS 1 the broker keeps what we have not acknowledged).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from andon.server.edge_registry import EdgeRegistry
+from andon.server.live_tags import LiveTagTable, LiveUpdate
+from andon.sparkplug.actions import Problem, Publish
+from andon.sparkplug.host import (
+    DeviceOffline,
+    DeviceOnline,
+    HostApplicationSession,
+    MetricsReceived,
+    MetricsStale,
+    NodeOffline,
+    NodeOnline,
+    ReceivedMetric,
+)
+from andon.sparkplug.model import Quality
+from andon.storage.types import Sample
+
+__all__ = ["IngestStats", "SampleSink", "SparkplugIngest", "tag_path"]
+
+log = logging.getLogger(__name__)
+
+#: Control metrics are protocol, not plant data: they are neither historised nor shown.
+_PROTOCOL_METRICS = ("bdSeq", "Node Control/")
+#: Node metrics in which an Andon edge reports its store-and-forward spool.
+_SPOOL_PREFIX = "Andon/Spool/"
+
+
+class SampleSink(Protocol):
+    """Where samples go (the historian writer); ``submit`` blocks when full."""
+
+    def submit(self, samples: Sequence[Sample], timeout: float | None = None) -> bool: ...
+
+
+def tag_path(group_id: str, edge_node_id: str, device_id: str | None, name: str) -> str:
+    if device_id is None:
+        return f"{group_id}/{edge_node_id}/{name}"
+    return f"{group_id}/{edge_node_id}/{device_id}/{name}"
+
+
+@dataclass(slots=True)
+class IngestStats:
+    messages_total: int = 0
+    values_total: int = 0
+    historical_values_total: int = 0
+    problems_total: int = 0
+
+
+class SparkplugIngest:
+    def __init__(
+        self,
+        session: HostApplicationSession,
+        session_lock: threading.Lock,
+        live_tags: LiveTagTable,
+        edges: EdgeRegistry,
+        history: SampleSink,
+        publish: Callable[[Publish], None],
+        *,
+        queue_capacity: int = 10_000,
+        historical_updates_live: bool = False,
+        timer_interval_s: float = 0.1,
+    ) -> None:
+        self._session = session
+        self._session_lock = session_lock
+        self._live = live_tags
+        self._edges = edges
+        self._history = history
+        self._publish = publish
+        self._historical_updates_live = historical_updates_live
+        self._timer_interval_s = timer_interval_s
+        self._queue: queue.Queue[tuple[str, bytes, int] | None] = queue.Queue(queue_capacity)
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Condition()
+        self._in_progress = 0
+        self.stats = IngestStats()
+        self._problem_log_at: dict[str, float] = {}
+
+    # -- called from the MQTT network thread -------------------------------------------------
+    def offer(self, topic: str, payload: bytes) -> None:
+        """Queue one received message; blocks while the queue is full (back-pressure)."""
+        with self._idle:
+            self._in_progress += 1
+        self._queue.put((topic, payload, time.time_ns() // 1_000_000))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="andon-ingest", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Process everything already queued, then stop."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every message offered so far has been processed."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_progress == 0, timeout)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    # -- the ingest thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        next_timer = time.monotonic() + self._timer_interval_s
+        while True:
+            try:
+                item = self._queue.get(timeout=self._timer_interval_s)
+            except queue.Empty:
+                item = ()  # type: ignore[assignment]
+            if item is None:
+                return
+            try:
+                if item:
+                    topic, payload, receive_ms = item
+                    with self._session_lock:
+                        actions = self._session.on_message(topic, payload, receive_ms)
+                    self.stats.messages_total += 1
+                    self._carry_out(actions)
+                if time.monotonic() >= next_timer:
+                    next_timer = time.monotonic() + self._timer_interval_s
+                    with self._session_lock:
+                        actions = self._session.on_timer(time.time_ns() // 1_000_000)
+                    self._carry_out(actions)
+            except Exception:  # a bug must not stop ingest; it is logged with its traceback
+                log.exception("ingest failed on a message; continuing")
+            finally:
+                if item:
+                    with self._idle:
+                        self._in_progress -= 1
+                        if self._in_progress == 0:
+                            self._idle.notify_all()
+
+    def _carry_out(self, actions: Sequence[object]) -> None:
+        for action in actions:
+            if isinstance(action, MetricsReceived):
+                self._on_metrics(action)
+            elif isinstance(action, MetricsStale):
+                prefix = (
+                    f"{action.group_id}/{action.edge_node_id}"
+                    if action.device_id is None
+                    else f"{action.group_id}/{action.edge_node_id}/{action.device_id}"
+                )
+                self._live.mark_stale(prefix, action.names, action.at_ms)
+            elif isinstance(action, NodeOnline):
+                self._edges.node_birth(
+                    action.group_id,
+                    action.edge_node_id,
+                    action.bd_seq,
+                    action.metric_count,
+                    action.at_ms,
+                )
+            elif isinstance(action, NodeOffline):
+                self._edges.node_death(action.group_id, action.edge_node_id, action.at_ms)
+            elif isinstance(action, DeviceOnline):
+                self._edges.device_birth(
+                    action.group_id,
+                    action.edge_node_id,
+                    action.device_id,
+                    action.metric_count,
+                    action.at_ms,
+                )
+            elif isinstance(action, DeviceOffline):
+                self._edges.device_death(
+                    action.group_id, action.edge_node_id, action.device_id, action.at_ms
+                )
+            elif isinstance(action, Publish):
+                self._publish(action)
+            elif isinstance(action, Problem):
+                self._on_problem(action)
+
+    def _on_metrics(self, action: MetricsReceived) -> None:
+        samples: list[Sample] = []
+        live: list[LiveUpdate] = []
+        group, node, device = action.group_id, action.edge_node_id, action.device_id
+        self._edges.seen(group, node, action.receive_ms)
+        for metric in action.metrics:
+            if metric.name.startswith(_PROTOCOL_METRICS):
+                continue
+            path = tag_path(group, node, device, metric.name)
+            samples_value = _storable(metric)
+            if not metric.is_transient:
+                samples.append(
+                    Sample(
+                        tag=path,
+                        ts_ms=metric.timestamp_ms,
+                        value=samples_value,
+                        quality=int(metric.quality),
+                        is_historical=metric.is_historical,
+                        datatype=int(metric.datatype or 0),
+                    )
+                )
+            if metric.is_historical:
+                self.stats.historical_values_total += 1
+                if not self._historical_updates_live:
+                    continue
+            live.append(
+                LiveUpdate(
+                    path=path,
+                    value=metric.value,
+                    datatype=int(metric.datatype or 0),
+                    quality=Quality(metric.quality).name,
+                    source_ts_ms=metric.timestamp_ms,
+                    receive_ts_ms=action.receive_ms,
+                )
+            )
+        if device is None:
+            spool = {
+                m.name.removeprefix(_SPOOL_PREFIX): m.value
+                for m in action.metrics
+                if m.name.startswith(_SPOOL_PREFIX) and not isinstance(m.value, bytes | tuple)
+            }
+            if spool:
+                self._edges.spool_report(group, node, spool)
+        self.stats.values_total += len(action.metrics)
+        if samples:
+            # Blocks while the historian's queue is full: back-pressure, never a drop.
+            self._history.submit(samples)
+        if live:
+            self._live.apply(live)
+
+    def _on_problem(self, problem: Problem) -> None:
+        self.stats.problems_total += 1
+        self._edges.problem(problem.kind, problem.group_id, problem.edge_node_id)
+        # One log line per kind and node every 10 s: bad input is counted, not a log flood.
+        key = f"{problem.kind}/{problem.group_id}/{problem.edge_node_id}"
+        now = time.monotonic()
+        if now - self._problem_log_at.get(key, -1e9) >= 10.0:
+            self._problem_log_at[key] = now
+            log.warning(
+                "sparkplug %s from %s/%s: %s",
+                problem.kind,
+                problem.group_id or "?",
+                problem.edge_node_id or "?",
+                problem.detail,
+            )
+
+
+def _storable(metric: ReceivedMetric) -> bool | int | float | str | bytes | None:
+    value = metric.value
+    if isinstance(value, tuple):
+        return repr(list(value))  # arrays are kept as their text form in history
+    return value
