@@ -34,7 +34,7 @@ proto: $(STAMP)  ## regenerate the Sparkplug B protobuf module
 	cd src/andon/sparkplug && PATH=../../../$(BIN):$$PATH ../../../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --mypy_out=. sparkplug_b.proto
 
 docs: $(STAMP)  ## regenerate docs/configuration.md from the declared settings
-	$(BIN)/andon settings-doc > docs/configuration.md
+	$(BIN)/andon settings-doc --readme README.md > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

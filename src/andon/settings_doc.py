@@ -6,7 +6,7 @@ from pydantic import BaseModel
 
 from andon.settings import EdgeSettings, ServerSettings, iter_setting_docs
 
-__all__ = ["render_settings_reference"]
+__all__ = ["README_END", "README_START", "render_readme_section", "render_settings_reference", "update_readme"]
 
 _INTRO = """# Configuration reference
 
@@ -41,3 +41,20 @@ def render_settings_reference() -> str:
             _table("Edge agent", "andon edge", EdgeSettings),
         ]
     )
+
+
+README_START = "<!-- settings-reference:start -->"
+README_END = "<!-- settings-reference:end -->"
+
+
+def render_readme_section() -> str:
+    """The reference tables for the README (without the page title and intro)."""
+    body = render_settings_reference().split("\n## ", 1)[1]
+    return "### " + body.replace("\n## ", "\n### ")
+
+
+def update_readme(text: str) -> str:
+    """``text`` with the part between the settings-reference markers regenerated."""
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_START}\n{render_readme_section()}{README_END}{tail}"

@@ -208,10 +208,17 @@ def db_upgrade(
 
 
 @app.command("settings-doc")
-def settings_doc() -> None:
+def settings_doc(
+    readme: Annotated[
+        Path | None,
+        typer.Option(help="Also regenerate the reference section of this README file"),
+    ] = None,
+) -> None:
     """Print the configuration reference (Markdown), generated from the declared settings."""
-    from andon.settings_doc import render_settings_reference
+    from andon.settings_doc import render_settings_reference, update_readme
 
+    if readme is not None:
+        readme.write_text(update_readme(readme.read_text(encoding="utf-8")), encoding="utf-8")
     sys.stdout.write(render_settings_reference())
 
 
