@@ -12,7 +12,7 @@ import contextvars
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
@@ -70,7 +70,24 @@ class SpoolSettings(BaseModel):
         description="Oldest data kept (default 31 days); older data is dropped and counted.",
     )
     flush_batch_records: int = Field(
-        200, description="Spool records read per publish round when flushing a backlog."
+        200, description="Spool records (one device's changes of one poll each) per publish round."
+    )
+    flush_period_ms: int = Field(
+        0, description="Pause between publish rounds while a backlog is flushed (0: none)."
+    )
+    flush_mode: Literal["in_order", "interleaved"] = Field(
+        "in_order",
+        description=(
+            "in_order: the whole backlog goes before live data (live values wait in the spool); "
+            "interleaved: live data first, the backlog alongside it."
+        ),
+    )
+    rolling_window_s: float = Field(
+        30.0,
+        description=(
+            "Acknowledged data is kept this long and re-sent as history after the next births, "
+            "covering a host or link that died unnoticed (>= 2 x keep-alive; 0 turns it off)."
+        ),
     )
 
 
@@ -122,6 +139,13 @@ class EdgeSettings(BaseSettings):
     )
     poll_interval_s: float = Field(1.0, description="How often sources are polled.")
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Broker connection.")
+    fallback_brokers: list[MqttSettings] = Field(
+        default_factory=list,
+        description=(
+            "Further brokers tried in order after `mqtt` when it is unreachable or when the "
+            "primary host goes offline; the edge is never connected to two at once."
+        ),
+    )
     spool: SpoolSettings = Field(default_factory=SpoolSettings, description="Disk spool.")
     simulator: SimulatorSettings = Field(
         default_factory=SimulatorSettings, description="Built-in simulator."

@@ -6,7 +6,13 @@ from pydantic import BaseModel
 
 from andon.settings import EdgeSettings, ServerSettings, iter_setting_docs
 
-__all__ = ["README_END", "README_START", "render_readme_section", "render_settings_reference", "update_readme"]
+__all__ = [
+    "README_END",
+    "README_START",
+    "render_readme_section",
+    "render_settings_reference",
+    "update_readme",
+]
 
 _INTRO = """# Configuration reference
 

@@ -13,6 +13,8 @@ from andon.edge.publisher import SpoolPublisher
 from andon.edge.sources.base import Source, TagChange
 from andon.edge.sources.simulator import PlantConfig, PlantSimulator, benchmark_plant, demo_plant
 from andon.edge.spool import StoreAndForwardSpool
+from andon.edge.status import status_path_for, write_status_file
+from andon.mqtt.failover import FailoverBrokerClient
 from andon.mqtt.interface import BrokerClient, MqttEndpoint, TlsSettings, Will
 from andon.settings import EdgeSettings, MqttSettings, SimulatorSettings
 from andon.sparkplug.edge_node import EdgeNodeSession
@@ -149,7 +151,11 @@ class EdgeAgent:
             self.sources,
             self.clock,
             batch_records=settings.spool.flush_batch_records,
+            flush_period_s=settings.spool.flush_period_ms / 1000,
+            interleaved=settings.spool.flush_mode == "interleaved",
+            rolling_window_s=settings.spool.rolling_window_s,
             persist_fence_epoch=lambda epoch: self.spool.set_int(_FENCE_EPOCH_KEY, epoch),
+            next_server=lambda: self.client.next_server(),  # noqa: PLW0108 (built below)
         )
         self.poller = SourcePoller(
             self.sources,
@@ -158,16 +164,19 @@ class EdgeAgent:
             self.clock,
             interval_s=settings.poll_interval_s,
             on_appended=self.publisher.wake,
+            on_tick=self._write_status,
         )
-        self.client = (client_factory or _default_client_factory())(
-            mqtt_endpoint(
-                settings.mqtt, client_id=f"andon-edge-{settings.group_id}-{settings.edge_node_id}"
-            ),
+        client_id = f"andon-edge-{settings.group_id}-{settings.edge_node_id}"
+        self.client = FailoverBrokerClient(
+            [mqtt_endpoint(m, client_id) for m in (settings.mqtt, *settings.fallback_brokers)],
             on_message=self.publisher.on_message,
             listener=self.publisher,
             will_factory=self._next_will,
+            client_factory=client_factory or _default_client_factory(),
         )
         self.publisher.attach(self.client)
+        self.status_path = status_path_for(settings.spool.path)
+        self._status_written_at = -1e9
 
     def _next_will(self) -> Will:
         """A new NDEATH Will for every CONNECT; the bdSeq is persisted before it is used."""
@@ -175,6 +184,30 @@ class EdgeAgent:
             will = self.session.next_will(self.clock.now_ms())
             self.spool.set_int(_BD_SEQ_KEY, self.session.bd_seq)
         return Will(topic=will.topic, payload=will.payload, qos=will.qos, retain=will.retain)
+
+    def status(self) -> dict[str, object]:
+        """What ``andon edge status`` shows beside the spool figures."""
+        stats = self.publisher.stats
+        return {
+            "edge node": f"{self.settings.group_id}/{self.settings.edge_node_id}",
+            "broker": self.client.endpoint.address,
+            "connected": self.client.connected,
+            "primary host": self.settings.primary_host_id or "-",
+            "primary host online": self.session.primary_host_online,
+            "born": stats.born,
+            "flushing": stats.flushing,
+            "values published": stats.values_published_total,
+            "historical values published": stats.historical_values_total,
+            "values re-sent (rolling buffer)": stats.resent_values_total,
+            "updated": self.clock.now_ms(),
+        }
+
+    def _write_status(self) -> None:
+        now = self.clock.monotonic()
+        if now - self._status_written_at < 2.0:
+            return
+        self._status_written_at = now
+        write_status_file(self.status_path, self.status())
 
     def start(self) -> None:
         # The first poll fills the last-value cache, so the first birth is complete.

@@ -77,6 +77,7 @@ class SourcePoller:
         on_appended: Callable[[], None],
         limits_every_s: float = 30.0,
         max_held_values: int = 1_000_000,
+        on_tick: Callable[[], None] | None = None,
     ) -> None:
         self._sources = sources
         self._spool = spool
@@ -92,6 +93,7 @@ class SourcePoller:
         self.errors_total = 0
         self.dropped_values_total = 0
         self._max_held_values = max_held_values
+        self._on_tick = on_tick
         self._held: list[tuple[str | None, list[TagChange]]] = []
 
     def poll_once(self) -> int:
@@ -166,5 +168,10 @@ class SourcePoller:
                 if not failing:
                     log.error("cannot write to the spool: %s; retrying every poll", exc)
                     failing = True
+            if self._on_tick is not None:
+                try:
+                    self._on_tick()
+                except Exception:  # housekeeping must never stop polling
+                    log.exception("edge housekeeping failed")
             elapsed = self._clock.monotonic() - started
             self._stop.wait(max(0.0, self._interval_s - elapsed))

@@ -44,6 +44,7 @@ class PublisherStats:
     values_published_total: int = 0
     historical_values_total: int = 0
     births_total: int = 0
+    resent_values_total: int = 0
     poison_records_total: int = 0
     commands_accepted_total: int = 0
     commands_rejected_total: int = 0
@@ -62,9 +63,13 @@ class SpoolPublisher:
         clock: Clock,
         *,
         batch_records: int = 200,
+        flush_period_s: float = 0.0,
+        interleaved: bool = False,
+        rolling_window_s: float = 0.0,
         ack_timeout_s: float = 15.0,
         diagnostics_every_s: float = 5.0,
         persist_fence_epoch: Callable[[int], None] | None = None,
+        next_server: Callable[[], None] | None = None,
     ) -> None:
         self._session = session
         self._lock = session_lock
@@ -73,6 +78,12 @@ class SpoolPublisher:
         self._sources = sources
         self._clock = clock
         self._batch_records = batch_records
+        self._flush_period_s = flush_period_s
+        self._interleaved = interleaved
+        self._rolling_window_s = rolling_window_s
+        self._next_server = next_server
+        #: Records up to this id were spooled before the current births: the backlog.
+        self._backlog_through_id = 0
         self._ack_timeout_s = ack_timeout_s
         self._diagnostics_every_s = diagnostics_every_s
         self._persist_fence_epoch = persist_fence_epoch
@@ -83,7 +94,6 @@ class SpoolPublisher:
         self._client: BrokerClient | None = None
         self._connected = False
         self._births_pending = False
-        self._born_at_ms = 0
         self._last_diagnostics: dict[str, int | bool] = {}
         self._next_diagnostics = 0.0
         self.stats = PublisherStats()
@@ -195,7 +205,10 @@ class SpoolPublisher:
             elif isinstance(action, Disconnect):
                 log.warning("disconnecting: %s", action.reason)
                 self.stats.born = False
-                self._client.disconnect()
+                if action.next_server and self._next_server is not None:
+                    self._next_server()
+                else:
+                    self._client.disconnect()
             elif isinstance(action, WriteRequested):
                 self._write(action)
             elif isinstance(action, CommandRejected):
@@ -240,25 +253,67 @@ class SpoolPublisher:
                 log.info("births deferred: %s", exc)
                 self._births_pending = False
                 return
+        backlog_through = self._spool.last_id()
         tickets = [self._client.publish(p.topic, p.payload, p.qos, p.retain) for p in publishes]
         if all(t.wait(self._ack_timeout_s) for t in tickets):
             self._births_pending = False
-            self._born_at_ms = now_ms
+            self._backlog_through_id = backlog_through
             self.stats.born = True
             self.stats.births_total += 1
             self.stats.flushing = True
             log.info("births published (%d devices)", len(devices))
+            self._resend_rolling_buffer(now_ms)
+
+    def _resend_rolling_buffer(self, now_ms: int) -> None:
+        """Re-send, as history, what the broker acknowledged in the last rolling window.
+
+        A host (or link) that died unnoticed may have missed it; the host's historian is
+        idempotent on (tag, timestamp), so a copy it already has costs nothing.
+        """
+        assert self._client is not None
+        if self._rolling_window_s <= 0:
+            return
+        recent = self._spool.recently_sent(now_ms - round(self._rolling_window_s * 1000))
+        sent: list[PublishTicket] = []
+        for record in recent:
+            publish = self._encode(record, historical=True, poison_ack=False)
+            if publish is None:
+                return
+            sent.append(self._client.publish(publish.topic, publish.payload, publish.qos))
+        if all(t.wait(self._ack_timeout_s) for t in sent) and recent:
+            self.stats.resent_values_total += sum(r.value_count for r in recent)
+            log.info("re-sent %d recently acknowledged records as history", len(recent))
 
     def _publish_backlog(self) -> bool:
-        """Publish one batch of spooled records; False when the spool is empty."""
-        assert self._client is not None
-        records = self._spool.peek(self._batch_records)
+        """Publish one round of spooled records; False when the spool is empty.
+
+        In-order mode sends the oldest records first, so live values wait behind the backlog.
+        Interleaved mode sends what was spooled since the births first, then one batch of the
+        backlog, so live values are not delayed by a long flush.
+        """
+        if self._interleaved:
+            live = self._spool.peek(self._batch_records, after_id=self._backlog_through_id)
+            backlog = [
+                r for r in self._spool.peek(self._batch_records) if r.id <= self._backlog_through_id
+            ]
+            records = live + backlog
+        else:
+            records = self._spool.peek(self._batch_records)
         if not records:
             self.stats.flushing = False
             return False
+        flushing = any(r.id <= self._backlog_through_id for r in records)
+        self.stats.flushing = flushing
+        sent = self._send(records)
+        if sent and flushing and self._flush_period_s > 0:
+            self._stop.wait(self._flush_period_s)
+        return sent
+
+    def _send(self, records: Sequence[SpoolRecord]) -> bool:
+        assert self._client is not None
         sent: list[tuple[SpoolRecord, PublishTicket]] = []
         for record in records:
-            publish = self._encode(record)
+            publish = self._encode(record, historical=record.id <= self._backlog_through_id)
             if publish is None:
                 break
             sent.append((record, self._client.publish(publish.topic, publish.payload, publish.qos)))
@@ -269,20 +324,20 @@ class SpoolPublisher:
             acked.append(record.id)
             self.stats.records_published_total += 1
             self.stats.values_published_total += record.value_count
-            if record.created_ms < self._born_at_ms:
+            if record.id <= self._backlog_through_id:
                 self.stats.historical_values_total += record.value_count
         if acked:
-            self._spool.ack(acked)
+            self._spool.ack(acked, retain_s=self._rolling_window_s)
         return bool(acked)
 
-    def _encode(self, record: SpoolRecord) -> Publish | None:
+    def _encode(
+        self, record: SpoolRecord, *, historical: bool, poison_ack: bool = True
+    ) -> Publish | None:
         metrics = [Metric(c.name, c.value, timestamp=c.ts_ms) for c in record.changes]
-        # Recorded before this session's births: store-and-forward backlog, not live data.
-        historical = record.created_ms < self._born_at_ms
         with self._lock:
             try:
                 return self._session.data(
-                    record.device_id, metrics, self._clock.now_ms(), historical=historical
+                    record.device_id or None, metrics, self._clock.now_ms(), historical=historical
                 )
             except SessionError as exc:
                 if not self._session.is_born:
@@ -290,7 +345,8 @@ class SpoolPublisher:
                 # Born, yet the record names a metric no birth declared: it can never be sent.
                 log.error("dropping spool record %d: %s", record.id, exc)
                 self.stats.poison_records_total += 1
-                self._spool.ack([record.id])
+                if poison_ack:
+                    self._spool.ack([record.id])
                 return None
 
     def _diagnostic_metrics(self, now_ms: int) -> list[Metric]:

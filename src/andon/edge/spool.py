@@ -9,10 +9,7 @@ lose the last commits on power loss, because the WAL is only synced at checkpoin
 no other copy of those values, so ``append`` syncs the WAL on every commit. The cost is one fsync
 per transaction, which is why ``append_many`` and ``ack``/``ack_through`` batch.
 
-Payload format (first byte = version). Version 1 is UTF-8 JSON ``[base_ts, names, ts_offsets,
-values]`` (C-accelerated, exact for bool/int/float incl. NaN/inf, str and None); bytes are
-``{"b": base64}`` and arrays ``{"t": [...]}``. Kept independent of the Sparkplug codec so the spool
-round-trips a ``TagChange`` exactly, datatype-free.
+The payload format of a record is in ``spool_codec``.
 
 ``bytes`` in the stats and the ``max_bytes`` limit count payload bytes plus a fixed allowance per
 record for the row and index: deterministic and cheap, unlike the file size, which keeps freed
@@ -21,9 +18,7 @@ pages for reuse.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import logging
 import sqlite3
 import threading
@@ -33,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from andon.edge.sources.base import TagChange
-from andon.sparkplug.model import MetricValue
+from andon.edge.spool_codec import SpoolError, SpoolFullError, decode_changes, encode_changes
 from andon.testing.clock import Clock
 
 __all__ = [
@@ -50,7 +45,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RECORD_OVERHEAD_BYTES = 64
-_FORMAT_JSON_V1 = 1
 _SCHEMA_VERSION = 1
 _ACK_CHUNK = 500  # ids per DELETE ... IN (...), well under SQLite's bound-parameter limit
 _SCHEMA = """
@@ -62,6 +56,18 @@ CREATE TABLE IF NOT EXISTS records (
     value_count INTEGER NOT NULL,
     payload BLOB NOT NULL
 );
+-- The rolling buffer: records the broker acknowledged in the last few seconds, re-sent as
+-- history after the next births because a host that died unnoticed may never have seen them.
+CREATE TABLE IF NOT EXISTS recent (
+    id INTEGER PRIMARY KEY,
+    device_id TEXT NULL,
+    created_ms INTEGER NOT NULL,
+    first_ts_ms INTEGER NOT NULL,
+    value_count INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    sent_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recent_sent_ms ON recent (sent_ms);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 """
@@ -73,16 +79,7 @@ _ADD_META = (
     "INSERT INTO meta (key, value) VALUES (?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value"
 )
-_JSON_NATIVE = (bool, int, float, str, type(None))
 _Totals = tuple[int, int, int]  # records, values, bytes
-
-
-class SpoolError(Exception):
-    """The spool could not do what was asked; nothing was partly written."""
-
-
-class SpoolFullError(SpoolError):
-    """The disk (or the database's page limit) is full; the append was rolled back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,52 +100,6 @@ class SpoolStats:
     oldest_ts_ms: int | None  # first_ts_ms of the oldest record held
     dropped_records_total: int
     dropped_values_total: int
-
-
-def encode_changes(device_id: str | None, changes: Sequence[TagChange]) -> bytes:
-    """Version-1 payload of one record; every change must belong to ``device_id``."""
-    if not changes:
-        raise ValueError("a spool record needs at least one change")
-    owner = device_id or ""
-    base = changes[0].ts_ms
-    names: list[str] = []
-    offsets: list[int] = []
-    values: list[object] = []
-    for change in changes:
-        if change.device_id != owner:
-            raise ValueError(f"change of {change.device_id!r} in a record of {owner!r}")
-        names.append(change.name)
-        offsets.append(change.ts_ms - base)
-        value = change.value
-        if isinstance(value, _JSON_NATIVE):
-            values.append(value)
-        elif isinstance(value, bytes):
-            values.append({"b": base64.b64encode(value).decode("ascii")})
-        elif isinstance(value, tuple):
-            values.append({"t": list(value)})
-        else:
-            raise TypeError(f"{change.name}: cannot spool a {type(value).__name__} value")
-    body = json.dumps([base, names, offsets, values], separators=(",", ":"), ensure_ascii=False)
-    return bytes((_FORMAT_JSON_V1,)) + body.encode()
-
-
-def decode_changes(device_id: str | None, payload: bytes) -> tuple[TagChange, ...]:
-    if not payload or payload[0] != _FORMAT_JSON_V1:
-        raise SpoolError(f"unknown spool payload format {payload[:1]!r}")
-    base, names, offsets, values = json.loads(payload[1:])
-    owner = device_id or ""
-    return tuple(
-        TagChange(owner, name, _decode_value(value), base + offset)
-        for name, offset, value in zip(names, offsets, values, strict=True)
-    )
-
-
-def _decode_value(raw: object) -> MetricValue:
-    if isinstance(raw, dict):
-        if "b" in raw:
-            return base64.b64decode(raw["b"])
-        return tuple(raw["t"])
-    return raw  # type: ignore[return-value]  # JSON scalars are MetricValue scalars
 
 
 class StoreAndForwardSpool:
@@ -267,16 +218,49 @@ class StoreAndForwardSpool:
             for rid, dev, created, first, count, payload in rows
         ]
 
-    def ack(self, ids: Iterable[int]) -> int:
-        """Delete these records (the broker has them). Unknown ids are ignored. Returns count."""
+    def ack(self, ids: Iterable[int], *, retain_s: float = 0.0) -> int:
+        """Delete these records (the broker has them). Unknown ids are ignored. Returns count.
+
+        With ``retain_s`` > 0 the records move to the rolling buffer instead, in the same
+        transaction, and rolling-buffer entries older than ``retain_s`` are pruned.
+        """
         wanted = list(ids)
         chunks = [wanted[i : i + _ACK_CHUNK] for i in range(0, len(wanted), _ACK_CHUNK)]
-        statements = [
+        statements: list[tuple[str, list[int]]] = []
+        if retain_s > 0:
+            now = self._clock.now_ms()
+            statements.append(
+                ("DELETE FROM recent WHERE sent_ms < ?", [now - round(retain_s * 1000)])
+            )
+            statements += [
+                (f"INSERT OR IGNORE INTO recent SELECT id, device_id, created_ms, first_ts_ms,"
+                 f" value_count, payload, {int(now)} FROM records"
+                 f" WHERE id IN ({','.join('?' * len(c))})", c)
+                for c in chunks
+            ]  # fmt: skip
+        statements += [
             (f"DELETE FROM records WHERE id IN ({','.join('?' * len(c))})"
              " RETURNING value_count, length(payload)", c)
             for c in chunks
         ]  # fmt: skip
         return self._delete(statements)
+
+    def recently_sent(self, since_ms: int) -> list[SpoolRecord]:
+        """Rolling-buffer records acknowledged at or after ``since_ms``, oldest first."""
+        sql = (
+            "SELECT id, device_id, created_ms, first_ts_ms, value_count, payload"
+            " FROM recent WHERE sent_ms >= ? ORDER BY id"
+        )
+        rows = self._read("recently sent", sql, (since_ms,))
+        return [
+            SpoolRecord(rid, dev, created, first, count, decode_changes(dev, payload))
+            for rid, dev, created, first, count, payload in rows
+        ]
+
+    def last_id(self) -> int:
+        """The id of the newest record ever appended (0 for a new spool)."""
+        rows = self._read("last id", "SELECT seq FROM sqlite_sequence WHERE name = 'records'", ())
+        return int(rows[0][0]) if rows else 0
 
     def ack_through(self, last_id: int) -> int:
         """Delete every record with an id up to ``last_id``. Returns how many there were."""
@@ -288,7 +272,9 @@ class StoreAndForwardSpool:
         with self._lock:
             with self._transaction("ack") as conn:
                 for sql, params in statements:
-                    removed = _add(removed, _totals(conn.execute(sql, params).fetchall()))
+                    cursor = conn.execute(sql, params)
+                    if sql.startswith("DELETE FROM records"):
+                        removed = _add(removed, _totals(cursor.fetchall()))
             self._after_removal(removed, warn=False)  # acknowledged, not dropped
         return removed[0]
 

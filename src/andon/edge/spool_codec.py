@@ -1,0 +1,75 @@
+"""The payload format of one spool record: a batch of changes of one device.
+
+Version 1 (first byte) is UTF-8 JSON ``[base_ts, names, ts_offsets, values]`` (C-accelerated,
+exact for bool/int/float incl. NaN/inf, str and None); bytes are ``{"b": base64}`` and arrays
+``{"t": [...]}``. Kept independent of the Sparkplug codec so the spool round-trips a
+``TagChange`` exactly, datatype-free.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+
+from andon.edge.sources.base import TagChange
+from andon.sparkplug.model import MetricValue
+
+__all__ = ["SpoolError", "SpoolFullError", "decode_changes", "encode_changes"]
+
+_FORMAT_JSON_V1 = 1
+_JSON_NATIVE = (bool, int, float, str, type(None))
+
+
+class SpoolError(Exception):
+    """The spool could not do what was asked; nothing was partly written."""
+
+
+class SpoolFullError(SpoolError):
+    """The disk (or the database's page limit) is full; the append was rolled back."""
+
+
+def encode_changes(device_id: str | None, changes: Sequence[TagChange]) -> bytes:
+    """Version-1 payload of one record; every change must belong to ``device_id``."""
+    if not changes:
+        raise ValueError("a spool record needs at least one change")
+    owner = device_id or ""
+    base = changes[0].ts_ms
+    names: list[str] = []
+    offsets: list[int] = []
+    values: list[object] = []
+    for change in changes:
+        if change.device_id != owner:
+            raise ValueError(f"change of {change.device_id!r} in a record of {owner!r}")
+        names.append(change.name)
+        offsets.append(change.ts_ms - base)
+        value = change.value
+        if isinstance(value, _JSON_NATIVE):
+            values.append(value)
+        elif isinstance(value, bytes):
+            values.append({"b": base64.b64encode(value).decode("ascii")})
+        elif isinstance(value, tuple):
+            values.append({"t": list(value)})
+        else:
+            raise TypeError(f"{change.name}: cannot spool a {type(value).__name__} value")
+    body = json.dumps([base, names, offsets, values], separators=(",", ":"), ensure_ascii=False)
+    return bytes((_FORMAT_JSON_V1,)) + body.encode()
+
+
+def decode_changes(device_id: str | None, payload: bytes) -> tuple[TagChange, ...]:
+    if not payload or payload[0] != _FORMAT_JSON_V1:
+        raise SpoolError(f"unknown spool payload format {payload[:1]!r}")
+    base, names, offsets, values = json.loads(payload[1:])
+    owner = device_id or ""
+    return tuple(
+        TagChange(owner, name, _decode_value(value), base + offset)
+        for name, offset, value in zip(names, offsets, values, strict=True)
+    )
+
+
+def _decode_value(raw: object) -> MetricValue:
+    if isinstance(raw, dict):
+        if "b" in raw:
+            return base64.b64decode(raw["b"])
+        return tuple(raw["t"])
+    return raw  # type: ignore[return-value]  # JSON scalars are MetricValue scalars
