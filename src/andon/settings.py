@@ -182,6 +182,20 @@ class ServerSettings(BaseSettings):
     http_host: str = Field("127.0.0.1", description="Address the API and web UI listen on.")
     http_port: int = Field(8080, description="Port of the API and web UI.")
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Broker connection.")
+    extra_brokers: list[MqttSettings] = Field(
+        default_factory=list,
+        description=(
+            "Further brokers the host connects to at the same time as `mqtt` (edges may use "
+            "any of them); each gets its own STATE birth and timestamp."
+        ),
+    )
+    state_v4_mode: bool = Field(
+        False,
+        description=(
+            "When another client declares this host offline: false republishes the birth "
+            "with the same timestamp (Sparkplug 3.0); true reconnects with a new one."
+        ),
+    )
     sparkplug_filter: str = Field(
         "spBv1.0/#", description="Sparkplug topic filter the host subscribes to."
     )

@@ -30,12 +30,14 @@ class HostConnection:
         self,
         endpoint: MqttEndpoint,
         session: HostApplicationSession,
-        session_lock: threading.Lock,
         on_message: Callable[[str, bytes], None],
         client_factory: BrokerClientFactory,
     ) -> None:
+        self.session = session
+        self.session_lock = threading.Lock()
         self._session = session
-        self._session_lock = session_lock
+        self._session_lock = self.session_lock
+        self.endpoint = endpoint
         self._online = threading.Event()
         self.client = client_factory(
             endpoint,
@@ -75,6 +77,10 @@ class HostConnection:
     def publish(self, action: Publish) -> None:
         """Publish an action from the host session (rebirth requests, STATE re-birth)."""
         self.client.publish(action.topic, action.payload, qos=action.qos, retain=action.retain)
+
+    def disconnect(self) -> None:
+        """End this session; the client reconnects with a new Will (and a new STATE T)."""
+        self.client.disconnect()
 
     @property
     def online(self) -> bool:

@@ -11,13 +11,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from andon.server.edge_registry import EdgeRegistry
 from andon.server.live_tags import LiveTagTable, LiveUpdate
-from andon.sparkplug.actions import Problem, Publish
+from andon.sparkplug.actions import Disconnect, Problem, Publish
 from andon.sparkplug.host import (
     DeviceOffline,
     DeviceOnline,
@@ -31,7 +31,7 @@ from andon.sparkplug.host import (
 from andon.sparkplug.model import Quality
 from andon.storage.types import Sample
 
-__all__ = ["IngestStats", "SampleSink", "SparkplugIngest", "tag_path"]
+__all__ = ["HostLink", "IngestStats", "SampleSink", "SparkplugIngest", "tag_path"]
 
 log = logging.getLogger(__name__)
 
@@ -61,41 +61,52 @@ class IngestStats:
     problems_total: int = 0
 
 
+class HostLink(Protocol):
+    """One broker connection of the host: its own session (STATE, edge tracking) and IO."""
+
+    session: HostApplicationSession
+    session_lock: threading.Lock
+
+    def publish(self, action: Publish) -> None: ...
+
+    def disconnect(self) -> None: ...
+
+
 class SparkplugIngest:
     def __init__(
         self,
-        session: HostApplicationSession,
-        session_lock: threading.Lock,
         live_tags: LiveTagTable,
         edges: EdgeRegistry,
         history: SampleSink,
-        publish: Callable[[Publish], None],
         *,
         queue_capacity: int = 10_000,
         historical_updates_live: bool = False,
         timer_interval_s: float = 0.1,
     ) -> None:
-        self._session = session
-        self._session_lock = session_lock
+        self._links: list[HostLink] = []
         self._live = live_tags
         self._edges = edges
         self._history = history
-        self._publish = publish
         self._historical_updates_live = historical_updates_live
         self._timer_interval_s = timer_interval_s
-        self._queue: queue.Queue[tuple[str, bytes, int] | None] = queue.Queue(queue_capacity)
+        self._queue: queue.Queue[tuple[str, bytes, int, int] | None] = queue.Queue(queue_capacity)
         self._thread: threading.Thread | None = None
         self._idle = threading.Condition()
         self._in_progress = 0
         self.stats = IngestStats()
         self._problem_log_at: dict[str, float] = {}
 
+    def attach(self, links: Sequence[HostLink]) -> None:
+        """The host's broker connections; ``offer`` names one by its index."""
+        self._links = list(links)
+
     # -- called from the MQTT network thread -------------------------------------------------
-    def offer(self, topic: str, payload: bytes) -> None:
-        """Queue one received message; blocks while the queue is full (back-pressure)."""
+    def offer(self, topic: str, payload: bytes, link: int = 0) -> None:
+        """Queue one message received on broker connection ``link``; blocks while the queue
+        is full (back-pressure)."""
         with self._idle:
             self._in_progress += 1
-        self._queue.put((topic, payload, time.time_ns() // 1_000_000))
+        self._queue.put((topic, payload, time.time_ns() // 1_000_000, link))
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -131,16 +142,18 @@ class SparkplugIngest:
                 return
             try:
                 if item:
-                    topic, payload, receive_ms = item
-                    with self._session_lock:
-                        actions = self._session.on_message(topic, payload, receive_ms)
+                    topic, payload, receive_ms, index = item
+                    link = self._links[index]
+                    with link.session_lock:
+                        actions = link.session.on_message(topic, payload, receive_ms)
                     self.stats.messages_total += 1
-                    self._carry_out(actions)
+                    self._carry_out(link, actions)
                 if time.monotonic() >= next_timer:
                     next_timer = time.monotonic() + self._timer_interval_s
-                    with self._session_lock:
-                        actions = self._session.on_timer(time.time_ns() // 1_000_000)
-                    self._carry_out(actions)
+                    for link in self._links:
+                        with link.session_lock:
+                            actions = link.session.on_timer(time.time_ns() // 1_000_000)
+                        self._carry_out(link, actions)
             except Exception:  # a bug must not stop ingest; it is logged with its traceback
                 log.exception("ingest failed on a message; continuing")
             finally:
@@ -150,7 +163,7 @@ class SparkplugIngest:
                         if self._in_progress == 0:
                             self._idle.notify_all()
 
-    def _carry_out(self, actions: Sequence[object]) -> None:
+    def _carry_out(self, link: HostLink, actions: Sequence[object]) -> None:
         for action in actions:
             if isinstance(action, MetricsReceived):
                 self._on_metrics(action)
@@ -184,7 +197,10 @@ class SparkplugIngest:
                     action.group_id, action.edge_node_id, action.device_id, action.at_ms
                 )
             elif isinstance(action, Publish):
-                self._publish(action)
+                link.publish(action)
+            elif isinstance(action, Disconnect):
+                log.warning("host session: %s", action.reason)
+                link.disconnect()
             elif isinstance(action, Problem):
                 self._on_problem(action)
 

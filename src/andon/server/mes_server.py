@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-import threading
 from typing import Any
 
 from andon.api import ApiContext, create_app
@@ -68,29 +68,31 @@ class MesServer:
         )
         self.live_tags = LiveTagTable()
         self.edges = EdgeRegistry()
-        self.session_lock = threading.Lock()
-        self.session = HostApplicationSession(
-            settings.host_id,
-            rebirth_debounce_ms=settings.rebirth_debounce_ms,
-            reorder_timeout_ms=settings.reorder_timeout_ms,
-        )
-        self.host = HostConnection(
-            endpoint_from_settings(settings.mqtt, client_id=f"andon-host-{settings.host_id}"),
-            self.session,
-            self.session_lock,
-            # Late-bound: the ingest pipeline is built below, after the connection it uses.
-            on_message=lambda topic, payload: self.ingest.offer(topic, payload),  # noqa: PLW0108
-            client_factory=client_factory or _default_client_factory(),
-        )
         self.ingest = SparkplugIngest(
-            self.session,
-            self.session_lock,
             self.live_tags,
             self.edges,
             self.historian,
-            publish=self.host.publish,
             queue_capacity=settings.ingest_queue_capacity,
         )
+        # One connection, with its own session and STATE timestamp, per broker (H-07).
+        factory = client_factory or _default_client_factory()
+        self.hosts = [
+            HostConnection(
+                endpoint_from_settings(mqtt, client_id=f"andon-host-{settings.host_id}"),
+                HostApplicationSession(
+                    settings.host_id,
+                    rebirth_debounce_ms=settings.rebirth_debounce_ms,
+                    reorder_timeout_ms=settings.reorder_timeout_ms,
+                    state_v4_mode=settings.state_v4_mode,
+                ),
+                on_message=functools.partial(self.ingest.offer, link=index),
+                client_factory=factory,
+            )
+            for index, mqtt in enumerate((settings.mqtt, *settings.extra_brokers))
+        ]
+        self.ingest.attach(self.hosts)
+        self.host = self.hosts[0]
+        self.session = self.host.session
         self.metrics = ServerMetrics(self)
         self.api = create_app(
             ApiContext(
@@ -108,7 +110,8 @@ class MesServer:
     def start(self) -> None:
         self.historian.start()
         self.ingest.start()
-        self.host.start()
+        for host in self.hosts:
+            host.start()
         if self.http is not None:
             self.http.start()
         log.info("server %s started", self.settings.host_id)
@@ -117,7 +120,8 @@ class MesServer:
         """Stop taking messages, then drain everything received into the database."""
         if self.http is not None:
             self.http.stop()
-        self.host.stop()
+        for host in self.hosts:
+            host.stop()
         self.ingest.stop()
         self.historian.stop()
         self.store.close()
@@ -127,8 +131,8 @@ class MesServer:
         writer = self.historian.stats()
         return {
             "mqtt": {
-                "ok": self.host.online,
-                "broker": f"{self.settings.mqtt.host}:{self.settings.mqtt.port}",
+                "ok": all(host.online for host in self.hosts),
+                "brokers": {host.endpoint.address: host.online for host in self.hosts},
                 "host_id": self.settings.host_id,
             },
             "database": {

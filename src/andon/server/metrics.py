@@ -88,7 +88,7 @@ class ServerMetrics(Collector):
         yield GaugeMetricFamily(
             "andon_mqtt_connected",
             "1 while the host session is online",
-            value=int(server.host.online),
+            value=int(all(h.online for h in server.hosts)),
         )
         yield GaugeMetricFamily(
             "andon_live_tags", "Tags in the live table", value=len(server.live_tags)

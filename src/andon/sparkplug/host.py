@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from andon.sparkplug.actions import Problem, Publish, WillMessage
+from andon.sparkplug.actions import Disconnect, Problem, Publish, WillMessage
 from andon.sparkplug.codec import decode_payload, decode_state, encode_payload, encode_state
 from andon.sparkplug.edge_node import BDSEQ_METRIC, FENCE_EPOCH_METRIC, REBIRTH_METRIC
 from andon.sparkplug.errors import PayloadError, SessionError, TopicError
@@ -86,8 +86,12 @@ class HostApplicationSession:
         rebirth_on_malformed: bool = True,
         rebirth_on_before_birth: bool = True,
         historical_updates_live: bool = False,
+        state_v4_mode: bool = False,
     ) -> None:
         self.host_id = host_id
+        #: H-05: seeing our own STATE declared offline, 3.0 republishes the birth with the same
+        #: T; the v4 direction instead reconnects, which brings a new T.
+        self.state_v4_mode = state_v4_mode
         self.state_topic = state_topic(host_id)
         self.rebirth_debounce_ms = rebirth_debounce_ms
         self.reorder_timeout_ms = reorder_timeout_ms
@@ -255,6 +259,8 @@ class HostApplicationSession:
         if state.online:
             return []
         # Someone declared us offline while we are connected: 3.0 mode republishes the birth.
+        if self.state_v4_mode:
+            return [Disconnect("own STATE declared offline (v4 mode): reconnect with a new T")]
         return [self.birth()]
 
     def _malformed(

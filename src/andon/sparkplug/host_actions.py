@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from andon.sparkplug.actions import Problem, Publish
+from andon.sparkplug.actions import Disconnect, Problem, Publish
 from andon.sparkplug.model import DataType, MetricValue, Quality
 from andon.sparkplug.topic import MessageType
 
@@ -107,6 +107,7 @@ HostAction = (
     | DeviceOffline
     | MetricsStale
     | Publish
+    | Disconnect
     | Problem
 )
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from andon.sparkplug.actions import Problem, Publish
+from andon.sparkplug.actions import Disconnect, Problem, Publish
 from andon.sparkplug.codec import decode_payload, decode_state, encode_payload, encode_state
 from andon.sparkplug.edge_node import EdgeNodeSession
 from andon.sparkplug.errors import SessionError
@@ -92,6 +92,17 @@ def test_h05_foreign_offline_state_on_our_id_republishes_birth() -> None:
     assert republish == host.birth()
     assert host.on_message("spBv1.0/STATE/host", encode_state(True, 1234), 2000) == []
     assert host.on_message("spBv1.0/STATE/other", encode_state(False, 1), 2000) == []
+
+
+def test_h05_v4_mode_reconnects_with_a_new_timestamp() -> None:
+    host = HostApplicationSession("host", state_v4_mode=True)
+    first = decode_state(host.connect(1234).payload).timestamp
+    (action,) = host.on_message("spBv1.0/STATE/host", encode_state(False, 9999), 2000)
+    assert isinstance(action, Disconnect)
+    # The adapter reconnects: the next CONNECT carries a Will with a new T, and so the birth.
+    second = decode_state(host.connect(5000).payload).timestamp
+    assert (first, second) == (1234, 5000)
+    assert decode_state(host.birth().payload).timestamp == 5000
 
 
 def test_h06_shutdown_publishes_offline_with_current_time() -> None:
