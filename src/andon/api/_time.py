@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 __all__ = ["iso_ms", "iso_ms_or_none"]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def iso_ms(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+    # Integer arithmetic: ts_ms / 1000 as a float loses the last millisecond far from 1970.
+    return (_EPOCH + timedelta(milliseconds=ts_ms)).isoformat(timespec="milliseconds")
 
 
 def iso_ms_or_none(ts_ms: int | None) -> str | None:

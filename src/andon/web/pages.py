@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,8 +42,15 @@ class DeviceCard:
         return None
 
 
-def group_devices(tags: list[LiveTag]) -> dict[str, list[DeviceCard]]:
-    """Group live tags as edge node -> machine cards (device metrics only)."""
+def group_devices(
+    tags: list[LiveTag], devices: Collection[tuple[str, str]] | None = None
+) -> dict[str, list[DeviceCard]]:
+    """Group live tags as edge node -> machine cards (device metrics only).
+
+    A path alone cannot tell a device metric from a node metric whose name contains ``/``
+    (``Group/Node/Andon/Spool/Depth``), so ``devices`` -- the ("group/node", device id) pairs
+    that sent a DBIRTH -- decides when given.
+    """
     cards: dict[tuple[str, str], DeviceCard] = {}
     for tag in tags:
         parts = tag.path.split("/")
@@ -50,6 +58,8 @@ def group_devices(tags: list[LiveTag]) -> dict[str, list[DeviceCard]]:
             continue  # node metrics (bdSeq, spool figures) are on the system view
         node = f"{parts[0]}/{parts[1]}"
         key = (node, parts[2])
+        if devices is not None and key not in devices:
+            continue  # a node metric with '/' in its name, e.g. Andon/Spool/Depth
         card = cards.get(key)
         if card is None:
             card = cards[key] = DeviceCard(node=node, device=parts[2])
@@ -95,8 +105,10 @@ def mount_web(app: FastAPI) -> None:
 
 def _render(request: Request, block: str | None) -> Response:
     ctx = request.app.state.context
-    groups = group_devices(ctx.live_tags.snapshot())
-    context = {"groups": groups, "site_name": ctx.site_name, "edges": ctx.edges.nodes()}
+    edges = ctx.edges.nodes()
+    known = {(f"{n.group_id}/{n.edge_node_id}", d.device_id) for n in edges for d in n.devices}
+    groups = group_devices(ctx.live_tags.snapshot(), known)
+    context = {"groups": groups, "site_name": ctx.site_name, "edges": edges}
     if block is None:
         return templates.TemplateResponse(request, "machines.html", context)
     return templates.TemplateResponse(request, "machines.html", context, block_name=block)
