@@ -84,6 +84,7 @@ class MesServer:
                     rebirth_debounce_ms=settings.rebirth_debounce_ms,
                     reorder_timeout_ms=settings.reorder_timeout_ms,
                     state_v4_mode=settings.state_v4_mode,
+                    namespace_filter=settings.sparkplug_filter,
                 ),
                 on_message=functools.partial(self.ingest.offer, link=index),
                 client_factory=factory,

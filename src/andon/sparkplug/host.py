@@ -87,8 +87,11 @@ class HostApplicationSession:
         rebirth_on_before_birth: bool = True,
         historical_updates_live: bool = False,
         state_v4_mode: bool = False,
+        namespace_filter: str = f"{NAMESPACE}/#",
     ) -> None:
         self.host_id = host_id
+        #: What the host subscribes to: all of Sparkplug, or e.g. ``spBv1.0/Plant1/#``.
+        self.namespace_filter = namespace_filter
         #: H-05: seeing our own STATE declared offline, 3.0 republishes the birth with the same
         #: T; the v4 direction instead reconnects, which brings a new T.
         self.state_v4_mode = state_v4_mode
@@ -113,7 +116,7 @@ class HostApplicationSession:
         return WillMessage(self.state_topic, encode_state(False, now_ms), qos=1, retain=True)
 
     def subscriptions(self) -> tuple[tuple[str, int], ...]:
-        return ((self.state_topic, 1), (f"{NAMESPACE}/#", 1))
+        return ((self.state_topic, 1), (self.namespace_filter, 1))
 
     def birth(self) -> Publish:
         """STATE online with the same T as the Will; publish after both SUBACKs."""

@@ -94,6 +94,11 @@ def test_h05_foreign_offline_state_on_our_id_republishes_birth() -> None:
     assert host.on_message("spBv1.0/STATE/other", encode_state(False, 1), 2000) == []
 
 
+def test_subscription_filter_is_configurable() -> None:
+    host = HostApplicationSession("host", namespace_filter="spBv1.0/Plant1/#")
+    assert host.subscriptions() == (("spBv1.0/STATE/host", 1), ("spBv1.0/Plant1/#", 1))
+
+
 def test_h05_v4_mode_reconnects_with_a_new_timestamp() -> None:
     host = HostApplicationSession("host", state_v4_mode=True)
     first = decode_state(host.connect(1234).payload).timestamp
