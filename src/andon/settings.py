@@ -72,6 +72,13 @@ class SpoolSettings(BaseModel):
     flush_batch_records: int = Field(
         200, description="Spool records (one device's changes of one poll each) per publish round."
     )
+    flush_values_per_message: int = Field(
+        1000,
+        description=(
+            "Most values in one NDATA/DDATA when consecutive spooled records of a device are "
+            "sent together (the flush quantity)."
+        ),
+    )
     flush_period_ms: int = Field(
         0, description="Pause between publish rounds while a backlog is flushed (0: none)."
     )

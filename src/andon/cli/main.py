@@ -6,8 +6,9 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,8 +21,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Measure performance figures (DESIGN.md §9) on this machine.", no_args_is_help=True
+)
 edge_app = typer.Typer(help="The edge agent.", no_args_is_help=True, invoke_without_command=True)
 app.add_typer(db_app, name="db")
+app.add_typer(bench_app, name="bench")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file", exists=True)
@@ -220,6 +225,60 @@ def settings_doc(
     if readme is not None:
         readme.write_text(update_readme(readme.read_text(encoding="utf-8")), encoding="utf-8")
     sys.stdout.write(render_settings_reference())
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+
+
+def _print_figures(figures: list[Any], as_json: bool) -> None:
+    from andon.bench.report import render_json, render_table
+
+    typer.echo(render_json(figures) if as_json else render_table(figures))
+
+
+def _progress() -> tuple[Any, Callable[[str, float, float], None]]:
+    """A rich progress bar and the callback the benchmarks report to."""
+    from rich.progress import Progress
+
+    progress = Progress(transient=True)
+    tasks: dict[str, Any] = {}
+
+    def report(task: str, done: float, total: float) -> None:
+        if task not in tasks:
+            tasks[task] = progress.add_task(task, total=total)
+        progress.update(tasks[task], completed=done, total=total)
+
+    return progress, report
+
+
+@bench_app.command("replay")
+def bench_replay(
+    database: Annotated[
+        str | None, typer.Option(help="Database URL (default: a new SQLite file)")
+    ] = None,
+    broker: Annotated[str, typer.Option(help="nats (embedded) or mosquitto")] = "nats",
+    minutes: Annotated[int, typer.Option(help="Length of the backlog at 1 Hz")] = 60,
+    machines: Annotated[int, typer.Option(help="Machines of 25 tags")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Drain one hour of a 500-tag plant from an edge spool into the historian."""
+    logging.basicConfig(level=logging.WARNING)
+    from andon.bench.replay import run_replay
+
+    progress, report = _progress()
+    try:
+        with progress:
+            figures = run_replay(
+                database_url=database,
+                broker=broker,
+                minutes=minutes,
+                machines=machines,
+                progress=report,
+            )
+    except (OSError, RuntimeError, TimeoutError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    _print_figures(list(figures), as_json)
 
 
 def main() -> None:

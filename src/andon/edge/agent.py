@@ -131,7 +131,10 @@ class EdgeAgent:
             build_simulator(
                 settings.simulator,
                 self.clock.now_ms(),
-                record_to or (self._recorder.record if self._recorder else None),
+                # Not ``record_to or ...``: a callable object may well be falsy (``__len__``).
+                record_to
+                if record_to is not None
+                else (self._recorder.record if self._recorder else None),
             )
         ]
         self.last_values = LastValueCache(self.sources)
@@ -151,6 +154,7 @@ class EdgeAgent:
             self.sources,
             self.clock,
             batch_records=settings.spool.flush_batch_records,
+            values_per_message=settings.spool.flush_values_per_message,
             flush_period_s=settings.spool.flush_period_ms / 1000,
             interleaved=settings.spool.flush_mode == "interleaved",
             rolling_window_s=settings.spool.rolling_window_s,

@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from andon.edge.poller import LastValueCache
@@ -52,6 +52,16 @@ class PublisherStats:
     flushing: bool = False
 
 
+@dataclass(slots=True)
+class _Message:
+    """Spool records of one device that go out as one NDATA/DDATA."""
+
+    device_id: str | None
+    historical: bool
+    records: list[SpoolRecord] = field(default_factory=list)
+    values: int = 0
+
+
 class SpoolPublisher:
     def __init__(
         self,
@@ -63,6 +73,7 @@ class SpoolPublisher:
         clock: Clock,
         *,
         batch_records: int = 200,
+        values_per_message: int = 1000,
         flush_period_s: float = 0.0,
         interleaved: bool = False,
         rolling_window_s: float = 0.0,
@@ -79,6 +90,7 @@ class SpoolPublisher:
         self._clock = clock
         self._batch_records = batch_records
         self._flush_period_s = flush_period_s
+        self._values_per_message = values_per_message
         self._interleaved = interleaved
         self._rolling_window_s = rolling_window_s
         self._next_server = next_server
@@ -275,8 +287,9 @@ class SpoolPublisher:
             return
         recent = self._spool.recently_sent(now_ms - round(self._rolling_window_s * 1000))
         sent: list[PublishTicket] = []
-        for record in recent:
-            publish = self._encode(record, historical=True, poison_ack=False)
+        for message in self._pack(recent):
+            message.historical = True
+            publish = self._encode(message, poison_ack=False)
             if publish is None:
                 return
             sent.append(self._client.publish(publish.topic, publish.payload, publish.qos))
@@ -309,45 +322,77 @@ class SpoolPublisher:
             self._stop.wait(self._flush_period_s)
         return sent
 
+    def _pack(self, records: Sequence[SpoolRecord]) -> list[_Message]:
+        """Group records into messages of one device, up to ``values_per_message`` values.
+
+        A backlog of small records (one poll of one device each) would otherwise cost one MQTT
+        round trip per record. Records of a device keep their order across its messages.
+        """
+        messages: list[_Message] = []
+        open_by_device: dict[tuple[str | None, bool], _Message] = {}
+        for record in records:
+            historical = record.id <= self._backlog_through_id
+            key = (record.device_id or None, historical)
+            message = open_by_device.get(key)
+            if message is None or message.values + record.value_count > self._values_per_message:
+                message = open_by_device[key] = _Message(key[0], historical)
+                messages.append(message)
+            message.records.append(record)
+            message.values += record.value_count
+        return messages
+
     def _send(self, records: Sequence[SpoolRecord]) -> bool:
         assert self._client is not None
-        sent: list[tuple[SpoolRecord, PublishTicket]] = []
-        for record in records:
-            publish = self._encode(record, historical=record.id <= self._backlog_through_id)
+        sent: list[tuple[_Message, PublishTicket]] = []
+        for message in self._pack(records):
+            publish = self._encode(message)
             if publish is None:
                 break
-            sent.append((record, self._client.publish(publish.topic, publish.payload, publish.qos)))
+            sent.append(
+                (message, self._client.publish(publish.topic, publish.payload, publish.qos))
+            )
         acked: list[int] = []
-        for record, ticket in sent:
+        for message, ticket in sent:
             if not ticket.wait(self._ack_timeout_s):
                 break  # the session ended: the rest is re-sent after the next births
-            acked.append(record.id)
-            self.stats.records_published_total += 1
-            self.stats.values_published_total += record.value_count
-            if record.id <= self._backlog_through_id:
-                self.stats.historical_values_total += record.value_count
+            acked.extend(r.id for r in message.records)
+            self.stats.records_published_total += len(message.records)
+            self.stats.values_published_total += message.values
+            if message.historical:
+                self.stats.historical_values_total += message.values
         if acked:
             self._spool.ack(acked, retain_s=self._rolling_window_s)
         return bool(acked)
 
-    def _encode(
-        self, record: SpoolRecord, *, historical: bool, poison_ack: bool = True
-    ) -> Publish | None:
-        metrics = [Metric(c.name, c.value, timestamp=c.ts_ms) for c in record.changes]
+    def _encode(self, message: _Message, *, poison_ack: bool = True) -> Publish | None:
+        metrics = [
+            Metric(c.name, c.value, timestamp=c.ts_ms)
+            for record in message.records
+            for c in record.changes
+        ]
         with self._lock:
             try:
                 return self._session.data(
-                    record.device_id or None, metrics, self._clock.now_ms(), historical=historical
+                    message.device_id, metrics, self._clock.now_ms(), historical=message.historical
                 )
             except SessionError as exc:
                 if not self._session.is_born:
                     return None  # a rebirth or a disconnect came first
-                # Born, yet the record names a metric no birth declared: it can never be sent.
-                log.error("dropping spool record %d: %s", record.id, exc)
-                self.stats.poison_records_total += 1
-                if poison_ack:
-                    self._spool.ack([record.id])
+                # Born, yet a record names a metric no birth declared: it can never be sent.
+                poison = [r.id for r in message.records if not self._sendable(r)]
+                log.error("dropping spool records %s: %s", poison, exc)
+                self.stats.poison_records_total += len(poison)
+                if poison_ack and poison:
+                    self._spool.ack(poison)
                 return None
+
+    def _sendable(self, record: SpoolRecord) -> bool:
+        metrics = [Metric(c.name, c.value, timestamp=c.ts_ms) for c in record.changes]
+        try:
+            self._session.check_data(record.device_id or None, metrics)
+        except SessionError:
+            return False
+        return True
 
     def _diagnostic_metrics(self, now_ms: int) -> list[Metric]:
         spool = self._spool.stats()

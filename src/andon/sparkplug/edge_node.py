@@ -294,6 +294,21 @@ class EdgeNodeSession:
         Metrics are looked up by name in the birth; with aliases on only the alias is sent.
         ``historical`` marks every metric ``is_historical`` (store-and-forward backlog).
         """
+        out = self._resolve(device_id, metrics, now_ms, historical)
+        if device_id is None:
+            topic = node_topic(self.group_id, MessageType.NDATA, self.edge_node_id)
+        else:
+            topic = device_topic(self.group_id, MessageType.DDATA, self.edge_node_id, device_id)
+        payload = Payload(timestamp=now_ms, metrics=tuple(out), seq=self._take_seq())
+        return Publish(topic, encode_payload(payload, omit_datatypes=True), qos=self.data_qos)
+
+    def check_data(self, device_id: str | None, metrics: Sequence[Metric]) -> None:
+        """Raise ``SessionError`` if ``data()`` would refuse these metrics; consumes no seq."""
+        self._resolve(device_id, metrics, 0, historical=False)
+
+    def _resolve(
+        self, device_id: str | None, metrics: Sequence[Metric], now_ms: int, historical: bool
+    ) -> list[Metric]:
         if not self._node_born:
             raise SessionError("data() before births (or while a rebirth is pending)")
         table = self._born.get(device_id)
@@ -318,12 +333,7 @@ class EdgeNodeSession:
                     properties=metric.properties,
                 )
             )
-        if device_id is None:
-            topic = node_topic(self.group_id, MessageType.NDATA, self.edge_node_id)
-        else:
-            topic = device_topic(self.group_id, MessageType.DDATA, self.edge_node_id, device_id)
-        payload = Payload(timestamp=now_ms, metrics=tuple(out), seq=self._take_seq())
-        return Publish(topic, encode_payload(payload, omit_datatypes=True), qos=self.data_qos)
+        return out
 
     def death(self, now_ms: int) -> Publish:
         """NDEATH (current bdSeq, no seq) to publish before an intentional DISCONNECT."""

@@ -1,0 +1,1 @@
+"""``andon bench``: measured performance figures (DESIGN.md §9), never asserted by tests."""
