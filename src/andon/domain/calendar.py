@@ -1,0 +1,211 @@
+"""Shift calendars per site: weekly patterns in local time, breaks, holidays, resolved to UTC.
+
+Local wall-clock times are turned into UTC instants with ``fold=0``: an ambiguous time (it occurs
+twice when clocks go back) is its first occurrence; a nonexistent time (skipped when clocks go
+forward) is read with the offset in force before the change, i.e. it lands after the gap (02:30
+on a spring-forward night in Europe/Prague becomes 03:30 CEST). A shift keeps its wall-clock
+start and end, so a 22:00-06:00 night shift lasts 7 h across spring-forward and 9 h across
+fall-back: the plant works by the clock on the wall.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from andon.domain.errors import DomainError
+
+__all__ = [
+    "HOUR_MS",
+    "BreakPattern",
+    "ShiftCalendar",
+    "ShiftInstance",
+    "ShiftPattern",
+    "day_boundaries",
+    "hour_bucket_start",
+    "local_to_utc_ms",
+    "shifts_of",
+    "utc_ms_to_local",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+HOUR_MS = 3_600_000
+
+
+def local_to_utc_ms(day: date, at: time, zone: ZoneInfo) -> int:
+    """UTC epoch ms of a wall-clock time at a site (``fold=0``, see the module docstring)."""
+    local = datetime.combine(day, at.replace(fold=0), tzinfo=zone)
+    return (local.astimezone(UTC) - _EPOCH) // _MS
+
+
+def utc_ms_to_local(ts_ms: int, zone: ZoneInfo) -> datetime:
+    return (_EPOCH + ts_ms * _MS).astimezone(zone)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakPattern:
+    """A break (planned downtime) in local time; times before the shift's start are on the
+    next day, so a 02:00 break belongs inside a 22:00-06:00 shift."""
+
+    start: time
+    end: time
+    name: str = "Break"
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftPattern:
+    """A shift on the given weekdays (0 = Monday) from ``start`` to ``end`` local time; an end at or
+    before the start means the shift ends the next day."""
+
+    name: str
+    weekdays: frozenset[int]
+    start: time
+    end: time
+    breaks: tuple[BreakPattern, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise DomainError("a shift needs a name")
+        if not self.weekdays or not self.weekdays <= frozenset(range(7)):
+            raise DomainError(f"shift {self.name!r}: weekdays must be a non-empty subset of 0..6")
+        shift_len = _minutes_after(self.start, self.end) or 24 * 60
+        previous_end = 0
+        for brk in sorted(self.breaks, key=lambda b: _minutes_after(self.start, b.start)):
+            offset = _minutes_after(self.start, brk.start)
+            length = _minutes_after(brk.start, brk.end)
+            if length == 0 or offset + length > shift_len or offset < previous_end:
+                raise DomainError(
+                    f"shift {self.name!r}: break {brk.name!r} {brk.start}-{brk.end} must be "
+                    "non-empty, inside the shift and not overlap another break"
+                )
+            previous_end = offset + length
+
+
+def _minutes_after(a: time, b: time) -> int:
+    """Minutes from wall time a to the next wall time b (0 if equal)."""
+    return ((b.hour * 60 + b.minute) - (a.hour * 60 + a.minute)) % (24 * 60)
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftInstance:
+    """One concrete shift in UTC; ``day`` is the local date it starts on (the production day)."""
+
+    name: str
+    day: date
+    start_ms: int
+    end_ms: int
+    breaks: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def duration_ms(self) -> int:
+        return self.end_ms - self.start_ms
+
+    @property
+    def key(self) -> str:
+        return f"{self.day.isoformat()}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftCalendar:
+    """The shift calendar of one site. ``holidays``: local dates on which no shift starts;
+    ``cancelled``: (date, shift name) pairs that do not take place."""
+
+    timezone: str
+    patterns: tuple[ShiftPattern, ...]
+    holidays: frozenset[date] = field(default_factory=frozenset)
+    cancelled: frozenset[tuple[date, str]] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise DomainError(f"unknown timezone {self.timezone!r}") from exc
+        names = [p.name for p in self.patterns]
+        if len(set(names)) != len(names):
+            raise DomainError("shift names must be unique within a calendar")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def shifts_between(self, start_ms: int, end_ms: int) -> tuple[ShiftInstance, ...]:
+        """Every shift instance overlapping [start_ms, end_ms), whole (not clipped), by start."""
+        if end_ms <= start_ms:
+            return ()
+        zone = self.zone
+        # A shift lasts at most a day, so one local day of margin either side finds them all.
+        first = utc_ms_to_local(start_ms, zone).date() - timedelta(days=1)
+        last = utc_ms_to_local(end_ms, zone).date() + timedelta(days=1)
+        found: list[ShiftInstance] = []
+        day = first
+        while day <= last:
+            if day not in self.holidays:
+                for pattern in self.patterns:
+                    if day.weekday() not in pattern.weekdays:
+                        continue
+                    if (day, pattern.name) in self.cancelled:
+                        continue
+                    shift = _resolve(pattern, day, zone)
+                    if shift.end_ms > start_ms and shift.start_ms < end_ms:
+                        found.append(shift)
+            day += timedelta(days=1)
+        found.sort(key=lambda s: s.start_ms)
+        for a, b in pairwise(found):
+            if b.start_ms < a.end_ms:
+                raise DomainError(f"shifts {a.key} and {b.key} overlap")
+        return tuple(found)
+
+
+def _resolve(pattern: ShiftPattern, day: date, zone: ZoneInfo) -> ShiftInstance:
+    def at(t: time) -> int:
+        next_day = t < pattern.start
+        return local_to_utc_ms(day + timedelta(days=1) if next_day else day, t, zone)
+
+    start = local_to_utc_ms(day, pattern.start, zone)
+    end_day = day + timedelta(days=1) if pattern.end <= pattern.start else day
+    end = local_to_utc_ms(end_day, pattern.end, zone)
+    breaks = []
+    for brk in pattern.breaks:
+        b_start = at(brk.start)
+        b_end = at(brk.end)
+        # A break ending at the shift start time means it ends with the shift (a 24 h shift).
+        if brk.end == pattern.start:
+            b_end = end
+        b_start, b_end = max(b_start, start), min(b_end, end)  # a break in a DST gap shrinks
+        if b_end > b_start:
+            breaks.append((b_start, b_end))
+    return ShiftInstance(pattern.name, day, start, end, tuple(sorted(breaks)))
+
+
+def day_boundaries(start_ms: int, end_ms: int, zone: ZoneInfo) -> tuple[int, ...]:
+    """Local midnights in (start_ms, end_ms), with start and end themselves: split a period by
+    site day (days are 23 or 25 h long on DST change days)."""
+    bounds = [start_ms]
+    day = utc_ms_to_local(start_ms, zone).date() + timedelta(days=1)
+    while (midnight := local_to_utc_ms(day, time(0), zone)) < end_ms:
+        if midnight > bounds[-1]:
+            bounds.append(midnight)
+        day += timedelta(days=1)
+    if end_ms > bounds[-1]:
+        bounds.append(end_ms)
+    return tuple(bounds)
+
+
+def hour_bucket_start(ts_ms: int, zone: ZoneInfo) -> int:
+    """Start of the local clock hour containing ``ts_ms``: equal to the UTC hour for whole-hour
+    offsets, shifted by 30 or 45 minutes for sites such as Asia/Kolkata or Asia/Kathmandu."""
+    offset = utc_ms_to_local(ts_ms, zone).utcoffset()
+    offset_ms = 0 if offset is None else offset // _MS
+    return (ts_ms + offset_ms) // HOUR_MS * HOUR_MS - offset_ms
+
+
+def shifts_of(
+    calendars: Iterable[ShiftCalendar], start_ms: int, end_ms: int
+) -> tuple[ShiftInstance, ...]:
+    """Shift instances of several calendars, by start (for a multi-site view)."""
+    found = [s for c in calendars for s in c.shifts_between(start_ms, end_ms)]
+    return tuple(sorted(found, key=lambda s: s.start_ms))
