@@ -220,6 +220,18 @@ class ServerSettings(BaseSettings):
         ),
     )
     historian_max_batch: int = Field(5000, description="Largest transaction of the writer.")
+    historian_spool_path: Path | None = Field(
+        None,
+        description=(
+            "While the database is unreachable the historian writes here, in order, and drains "
+            "it when the database returns (a record leaves only after its commit). Default: "
+            "beside a SQLite database, or andon-data/historian-spool-<database>.db."
+        ),
+    )
+    historian_spool_max_mb: float = Field(
+        1024.0,
+        description="Largest historian spool; when full, ingest waits (nothing is dropped).",
+    )
     ingest_queue_capacity: int = Field(
         10_000, description="Received MQTT messages waiting for decoding (bounded)."
     )

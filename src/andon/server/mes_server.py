@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from pathlib import Path
 from typing import Any
 
 from andon.api import ApiContext, create_app
@@ -20,7 +21,7 @@ from andon.storage.historian_writer import HistorianWriter
 from andon.storage.migrate import upgrade_database
 from andon.storage.store import open_historian_store
 
-__all__ = ["MesServer", "endpoint_from_settings"]
+__all__ = ["MesServer", "endpoint_from_settings", "historian_spool_path"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,20 @@ def endpoint_from_settings(mqtt: MqttSettings, client_id: str) -> MqttEndpoint:
     )
 
 
+def historian_spool_path(settings: ServerSettings) -> Path:
+    """Where the historian spools during a database outage: one file per database."""
+    if settings.historian_spool_path is not None:
+        path = settings.historian_spool_path
+    elif settings.database_url.startswith("sqlite:///"):
+        path = Path(settings.database_url.removeprefix("sqlite:///") + ".historian-spool")
+    else:
+        tail = settings.database_url.rsplit("@", 1)[-1]
+        name = "".join(c if c.isalnum() else "-" for c in tail).strip("-")
+        path = Path("andon-data") / f"historian-spool-{name}.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _default_client_factory() -> BrokerClientFactory:
     from andon.mqtt.paho_client import PahoBrokerClient
 
@@ -65,6 +80,8 @@ class MesServer:
             self.store,
             queue_capacity=settings.historian_queue_capacity,
             max_batch=settings.historian_max_batch,
+            spool_path=historian_spool_path(settings),
+            spool_max_bytes=int(settings.historian_spool_max_mb * 2**20),
         )
         self.live_tags = LiveTagTable()
         self.edges = EdgeRegistry()
@@ -144,6 +161,7 @@ class MesServer:
                 "ok": writer.database_up,
                 "queued": writer.queued,
                 "committed_total": writer.committed_total,
+                "spooled_samples": writer.spool_samples,
             },
             "ingest": {"ok": True, "queued": self.ingest.queue_depth},
         }

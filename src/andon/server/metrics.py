@@ -57,6 +57,11 @@ class ServerMetrics(Collector):
         yield CounterMetricFamily(
             "andon_historian_committed", "Samples committed", value=writer.committed_total
         )
+        yield GaugeMetricFamily(
+            "andon_historian_spool_samples",
+            "Samples on the local disk spool while the database is unreachable",
+            value=writer.spool_samples,
+        )
         yield CounterMetricFamily(
             "andon_historian_batches", "Transactions committed", value=writer.batches_total
         )

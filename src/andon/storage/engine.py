@@ -55,6 +55,10 @@ def create_engine_for(url: str | URL, **kwargs: Any) -> Engine:
     if backend == "postgresql":
         # A connection broken by a database restart is replaced instead of failing a batch.
         kwargs.setdefault("pool_pre_ping", True)
+        # Without a timeout, connecting to a host that accepts TCP but never answers (a dead
+        # link, a hung proxy) blocks the historian writer forever instead of failing over to
+        # its spool and retrying.
+        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 10)
         return sa.create_engine(parsed, **kwargs)
     raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)}")
 

@@ -4,30 +4,40 @@ Producers (the ingest pipeline) call :meth:`HistorianWriter.submit`; it blocks w
 is full, which is the back-pressure that slows ingest down instead of dropping data. The
 writer thread takes as many queued samples as fit in one batch and hands them to the store:
 
-* unreachable database (transient errors): keep the batch, retry with exponential backoff,
-  log only the first failure and the recovery; nothing is lost or reordered;
+* unreachable database (transient errors): retry with exponential backoff, logging only the
+  first failure and the recovery. Without a spool the batch waits in memory. With a spool
+  (``spool_path``) the unwritten batch and everything queued behind it move to the disk spool
+  in order; while the database stays down, the queue keeps moving there at every retry and
+  whenever it passes half its capacity, so memory stays bounded and a restart loses nothing.
+  When the database answers again the spool is drained first, oldest batch first, each batch
+  removed only after its commit; only then does the writer take from memory again (the spool
+  is always older than the queue). A spool left by an earlier run is drained on start.
 * any other error is a property of the data: the batch is split in halves until the poison
   sample(s) are isolated, the rest is written in order and each poison sample is quarantined
-  with the reason.
+  with the reason. Batches coming out of the spool are treated the same way.
 
-Samples count as queued until their batch is committed, so ``queue_capacity`` bounds all the
-samples the writer holds in memory.
+Samples count as queued until their batch is committed or spooled, so ``queue_capacity``
+bounds all the samples the writer holds in memory. A full spool refuses appends; the samples
+then stay in memory and the bounded queue applies back-pressure: history is never dropped.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import exc as sa_exc
 
 from andon.storage.codec import INT64_MAX, INT64_MIN
 from andon.storage.store import HistorianStore
 from andon.storage.types import Sample
+from andon.storage.write_spool import HistorianSpool, HistorianSpoolError
 
 __all__ = [
     "Flush",
@@ -42,6 +52,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _REASON_MAX_CHARS = 2_000
+#: Spool batches written per peek while draining (each is up to ``max_batch`` samples).
+_DRAIN_BATCHES = 8
+#: While the database is down, the queue moves to the spool as soon as it is this full.
+_SPOOL_HIGH_WATER = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +80,7 @@ WriterCommand = WriteSamples | Flush | Stop
 
 @dataclass(frozen=True, slots=True)
 class HistorianWriterStats:
-    queued: int  # samples submitted and not yet committed (includes the batch in flight)
+    queued: int  # samples in memory, not yet committed or spooled (includes the batch in flight)
     committed_total: int  # samples in committed batches (duplicates included)
     inserted_total: int  # new rows (duplicates of stored samples excluded)
     batches_total: int
@@ -75,10 +89,14 @@ class HistorianWriterStats:
     failures_total: int  # failed write attempts, transient or not
     quarantined_total: int
     database_up: bool
+    spool_batches: int = 0
+    spool_samples: int = 0
+    spool_bytes: int = 0
+    spooling: bool = False  # the spool holds batches: new samples wait behind them
 
 
 class _Aborted(Exception):
-    """stop() gave up waiting for the database; the thread ends with samples unwritten."""
+    """stop() gave up waiting; the thread ends with the samples in memory unwritten."""
 
 
 def is_transient_error(error: BaseException) -> bool:
@@ -97,6 +115,8 @@ def is_transient_error(error: BaseException) -> bool:
 
 
 class HistorianWriter:
+    """One per historian database (and per spool file: two writers must not share a spool)."""
+
     def __init__(
         self,
         store: HistorianStore,
@@ -105,11 +125,14 @@ class HistorianWriter:
         max_batch: int = 5_000,
         max_batch_delay_s: float = 0.05,
         retry_backoff_s: tuple[float, float] = (0.2, 5.0),
+        spool_path: Path | None = None,
+        spool_max_bytes: int = 1024 * 1024 * 1024,
     ) -> None:
         if queue_capacity < 1 or max_batch < 1:
             raise ValueError("queue_capacity and max_batch must be positive")
         self._store = store
         self._capacity = queue_capacity
+        self._high_water = max(1, int(queue_capacity * _SPOOL_HIGH_WATER))
         self._max_batch = max_batch
         self._max_batch_delay_s = max_batch_delay_s
         self._backoff_min, self._backoff_max = retry_backoff_s
@@ -122,6 +145,15 @@ class HistorianWriter:
         self._closed = False
         self._abort = threading.Event()
         self._thread: threading.Thread | None = None
+        # Spool state; the spool is used by the writer thread only (stats() reads the counts).
+        self._spool = None if spool_path is None else HistorianSpool(spool_path, spool_max_bytes)
+        self._spool_counts = (0, 0, 0) if self._spool is None else self._spool.counts()
+        self._spool_refusing = False  # the last append was refused (full or failing)
+        # Id of the newest spooled batch. Batches of an earlier run: unknown here, so a Flush
+        # spooled before this run's first append waits for the whole spool to drain.
+        self._last_spooled_id = sys.maxsize if self._spool_counts[0] else 0
+        self._pending_flushes: list[tuple[int, threading.Event]] = []  # (last spool id, done)
+        self._retry_at = 0.0  # monotonic time of the next database attempt while it is down
         # Statistics; written by the writer thread only, read under the lock.
         self._committed_total = 0
         self._inserted_total = 0
@@ -162,10 +194,11 @@ class HistorianWriter:
         return True
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every sample submitted before this call is committed (or quarantined)."""
+        """Wait until every sample submitted before this call is committed (or quarantined),
+        including the samples waiting in the spool."""
         done = threading.Event()
         with self._lock:
-            if self._queued == 0:
+            if self._queued == 0 and self._spool_counts[0] == 0:
                 return True
             self._commands.append(Flush(done))
             self._not_empty.notify()
@@ -178,25 +211,35 @@ class HistorianWriter:
         self._thread.start()
 
     def stop(self, timeout: float | None = None) -> bool:
-        """Drain the queue, then end the thread. False if it did not finish within ``timeout``
-        (e.g. the database stayed down); the unwritten samples are then logged and dropped."""
+        """Write what is queued, then end the thread.
+
+        With a spool, what the database cannot take now (it is down, or older batches still
+        wait in the spool) goes to the spool instead and the next writer on the same spool path
+        writes it. False if the thread did not finish within ``timeout`` (the database stayed
+        down and there is no spool, or the spool is full); the samples still in memory are
+        then logged and dropped.
+        """
         with self._lock:
             if not self._closed:
                 self._closed = True
                 self._commands.append(Stop())
-                self._not_empty.notify()
+                self._not_empty.notify_all()
                 self._not_full.notify_all()
         if self._thread is None:
+            self._close_spool()
             return self._queued == 0
         self._thread.join(timeout)
         if not self._thread.is_alive():
             return True
         self._abort.set()
+        with self._lock:
+            self._not_empty.notify_all()
         log.error("historian writer stopped with %d samples not committed", self.stats().queued)
         return False
 
     def stats(self) -> HistorianWriterStats:
         with self._lock:
+            spool_batches, spool_samples, spool_bytes = self._spool_counts
             return HistorianWriterStats(
                 queued=self._queued,
                 committed_total=self._committed_total,
@@ -207,19 +250,29 @@ class HistorianWriter:
                 failures_total=self._failures_total,
                 quarantined_total=self._quarantined_total,
                 database_up=self._database_up,
+                spool_batches=spool_batches,
+                spool_samples=spool_samples,
+                spool_bytes=spool_bytes,
+                spooling=spool_batches > 0,
             )
 
     # -- writer thread --------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
+            if self._spool_counts[0]:
+                log.warning(
+                    "historian spool holds %d samples from an earlier run; writing them first",
+                    self._spool_counts[1],
+                )
             while True:
+                if self._spool is not None and len(self._spool):
+                    if self._drain_spool(self._spool):
+                        return
+                    continue
                 batch, control = self._take()
                 if batch:
-                    self._write(batch)
-                    with self._lock:
-                        self._queued -= len(batch)
-                        self._not_full.notify_all()
+                    self._write_from_memory(batch)
                 if isinstance(control, Flush):
                     control.done.set()
                 elif isinstance(control, Stop):
@@ -229,6 +282,8 @@ class HistorianWriter:
         except BaseException:
             log.exception("historian writer thread failed")
             raise
+        finally:
+            self._close_spool()
 
     def _take(self) -> tuple[list[Sample], Flush | Stop | None]:
         """The next batch, or a control command once the samples before it are written."""
@@ -261,58 +316,226 @@ class HistorianWriter:
                     return batch, None
                 self._not_empty.wait(remaining)
 
-    def _write(self, samples: list[Sample]) -> None:
-        """Write ``samples`` in order: retry outages, isolate and quarantine poison samples."""
+    def _write_from_memory(self, batch: list[Sample]) -> None:
+        rest = batch
         while True:
+            rest, error = self._write_segments(rest)
+            if error is None:
+                break
+            self._database_down(error)
+            # On disk, the unwritten rest is the oldest batch of the spool, and the main loop
+            # drains the spool before it takes anything else: the order holds.
+            if self._spool is not None and self._spool_append([rest]) is not None:
+                break
+            self._wait_retry()
+        with self._lock:
+            self._queued -= len(batch)
+            self._not_full.notify_all()
+
+    def _write_segments(self, samples: Sequence[Sample]) -> tuple[list[Sample], Exception | None]:
+        """Write ``samples`` in order, quarantining poison samples (found by bisection).
+
+        Returns ``([], None)`` when all are committed or quarantined, else the unwritten tail
+        and the (transient) error that stopped it.
+        """
+        pending: deque[Sequence[Sample]] = deque([samples])
+        while pending:
+            segment = pending.popleft()
             started = time.monotonic()
             try:
-                inserted = self._store.write_batch(samples)
+                inserted = self._store.write_batch(segment)
             except Exception as error:
                 with self._lock:
                     self._failures_total += 1
                 if is_transient_error(error):
-                    self._wait_for_database(error)
+                    pending.appendleft(segment)
+                    return [s for part in pending for s in part], error
+                if len(segment) > 1:
+                    middle = len(segment) // 2
+                    pending.extendleft((segment[middle:], segment[:middle]))
                     continue
-                if len(samples) == 1:
-                    self._quarantine(samples[0], error)
-                    return
-                middle = len(samples) // 2
-                self._write(samples[:middle])
-                self._write(samples[middle:])
-                return
+                quarantine_error = self._quarantine(segment[0], error)
+                if quarantine_error is not None:
+                    pending.appendleft(segment)
+                    return [s for part in pending for s in part], quarantine_error
+                continue
             elapsed = time.monotonic() - started
             self._database_is_up()
             with self._lock:
-                self._committed_total += len(samples)
+                self._committed_total += len(segment)
                 self._inserted_total += inserted
                 self._batches_total += 1
-                self._last_batch_size = len(samples)
+                self._last_batch_size = len(segment)
                 self._last_batch_seconds = elapsed
-            return
+        return [], None
 
-    def _quarantine(self, sample: Sample, error: Exception) -> None:
+    def _quarantine(self, sample: Sample, error: Exception) -> Exception | None:
+        """Quarantine a poison sample; the error if that failed (the sample must not be lost)."""
         reason = f"{type(error).__name__}: {error}"[:_REASON_MAX_CHARS]
         ts = sample.ts_ms
         if not (isinstance(ts, int) and INT64_MIN <= ts <= INT64_MAX):
             # The quarantine table cannot hold that timestamp either; keep it in the reason.
             reason = f"timestamp {ts!r}: {reason}"[:_REASON_MAX_CHARS]
             ts = 0
-        while True:
-            try:
-                self._store.quarantine(sample.tag, ts, repr(sample.value), reason)
-            except Exception as quarantine_error:
-                # Whatever the cause, the sample must not be lost: wait like for an outage.
-                with self._lock:
-                    self._failures_total += 1
-                self._wait_for_database(quarantine_error)
-                continue
-            self._database_is_up()
+        try:
+            self._store.quarantine(sample.tag, ts, repr(sample.value), reason)
+        except Exception as quarantine_error:
+            # Whatever the cause, treat it like an outage: the sample is kept and retried.
             with self._lock:
-                self._quarantined_total += 1
-            log.warning("historian quarantined %s at %d: %s", sample.tag, ts, reason)
-            return
+                self._failures_total += 1
+            return quarantine_error
+        self._database_is_up()
+        with self._lock:
+            self._quarantined_total += 1
+        log.warning("historian quarantined %s at %d: %s", sample.tag, ts, reason)
+        return None
 
-    def _wait_for_database(self, error: Exception) -> None:
+    # -- the spool (writer thread) ---------------------------------------------------------
+
+    def _drain_spool(self, spool: HistorianSpool) -> bool:
+        """Write the spool oldest first until it is empty; True once a Stop command was met.
+
+        Meanwhile new samples wait in memory behind the spool and move to it while the
+        database is down, when the queue passes the high-water mark, or when stop() is called.
+        """
+        while True:
+            if self._spool_queue(everything=self._closed or not self._database_up):
+                return True
+            if not len(spool):
+                self._release_flushes(None)
+                return False
+            if not self._database_up and time.monotonic() < self._retry_at:
+                self._wait_retry()
+                continue
+            try:
+                error = self._write_spool_head(spool)
+            except HistorianSpoolError as spool_error:
+                # The spool's disk failed; its batches are still there. Retry it slowly.
+                log.error("historian spool failed, retrying: %s", spool_error)
+                self._retry_at = time.monotonic() + self._backoff_max
+                self._wait_retry()
+                continue
+            if error is not None:
+                self._database_down(error)
+
+    def _write_spool_head(self, spool: HistorianSpool) -> Exception | None:
+        done: list[int] = []
+        error: Exception | None = None
+        for batch_id, samples in spool.peek(_DRAIN_BATCHES):
+            rest, error = self._write_segments(samples)
+            if error is None:
+                done.append(batch_id)
+                continue
+            if len(rest) < len(samples):
+                # Keep what is committed or quarantined out of the retry (no double quarantine).
+                spool.replace(batch_id, rest)
+            break
+        if done:
+            spool.ack(done)  # only now: their transactions have committed
+            self._spool_refusing = False
+            self._release_flushes(done[-1])
+        self._update_spool_counts()
+        return error
+
+    def _spool_queue(self, *, everything: bool) -> bool:
+        """Move queued samples to the spool in order: all, or none below the high-water mark.
+
+        Returns True if the Stop command was among them. Nothing leaves memory unless the
+        spool has accepted it.
+        """
+        chunks: list[list[Sample]] = []
+        controls: list[tuple[int, Flush | Stop]] = []  # (chunks before it, command)
+        with self._lock:
+            if not self._commands or (not everything and self._queued < self._high_water):
+                return False
+            current: list[Sample] = []
+            taken = 0
+            offset = self._head_offset
+            for command in self._commands:
+                taken += 1
+                if isinstance(command, WriteSamples):
+                    samples, position, offset = command.samples, offset, 0
+                    while position < len(samples):
+                        room = self._max_batch - len(current)
+                        current.extend(samples[position : position + room])
+                        position += room
+                        if len(current) >= self._max_batch:
+                            chunks.append(current)
+                            current = []
+                    continue
+                if current:
+                    chunks.append(current)
+                    current = []
+                controls.append((len(chunks), command))
+                if isinstance(command, Stop):
+                    break
+            if current:
+                chunks.append(current)
+        # Producers only append to the deque, so the prefix read above is still there.
+        previous_id = self._last_spooled_id  # a Flush before the first chunk waits for this
+        ids = self._spool_append(chunks) if chunks else []
+        if ids is None:
+            return False
+        with self._lock:
+            for _ in range(taken):
+                self._commands.popleft()
+            self._head_offset = 0
+            self._queued -= sum(len(chunk) for chunk in chunks)
+            self._not_full.notify_all()
+        for chunks_before, control in controls:
+            if isinstance(control, Stop):
+                return True
+            last_id = ids[chunks_before - 1] if chunks_before else previous_id
+            self._pending_flushes.append((last_id, control.done))
+        return False
+
+    def _spool_append(self, batches: Sequence[Sequence[Sample]]) -> list[int] | None:
+        """Append in one transaction; None (logged once per episode) if the spool refused."""
+        assert self._spool is not None
+        try:
+            ids = self._spool.append_many(batches)
+        except Exception as error:  # full, disk error or an unencodable sample: keep in memory
+            if not self._spool_refusing:
+                log.error(
+                    "historian spool refused %d samples; keeping them in memory (back-pressure"
+                    " on ingest when the queue is full): %s",
+                    sum(len(batch) for batch in batches),
+                    error,
+                )
+            self._spool_refusing = True
+            return None
+        if self._spool_refusing:
+            log.warning("historian spool accepts samples again")
+        self._spool_refusing = False
+        self._last_spooled_id = ids[-1]
+        self._update_spool_counts()
+        return ids
+
+    def _release_flushes(self, acked_through: int | None) -> None:
+        """Set the flushes whose samples are committed (all of them when the spool is empty)."""
+        keep = []
+        for last_id, done in self._pending_flushes:
+            if acked_through is None or last_id <= acked_through:
+                done.set()
+            else:
+                keep.append((last_id, done))
+        self._pending_flushes = keep
+
+    def _update_spool_counts(self) -> None:
+        if self._spool is not None:
+            counts = self._spool.counts()
+            with self._lock:
+                self._spool_counts = counts
+
+    def _close_spool(self) -> None:
+        if self._spool is not None:
+            self._update_spool_counts()
+            self._spool.close()
+
+    # -- database state --------------------------------------------------------------------
+
+    def _database_down(self, error: Exception) -> None:
+        """Count the failure, log the first one, and schedule the next attempt (backoff)."""
         with self._lock:
             first = self._database_up
             if first:
@@ -324,8 +547,24 @@ class HistorianWriter:
         if first:
             log.error("historian database unavailable, retrying: %s", error)
         delay = min(self._backoff_max, self._backoff_min * 2 ** min(retries - 1, 30))
-        if self._abort.wait(delay):
-            raise _Aborted
+        self._retry_at = time.monotonic() + delay
+
+    def _wait_retry(self) -> None:
+        """Sleep until the next attempt; earlier if the queue should move to the spool."""
+        with self._lock:
+            while True:
+                if self._abort.is_set():
+                    raise _Aborted
+                if (
+                    self._spool is not None
+                    and not self._spool_refusing
+                    and (self._closed or self._queued >= self._high_water)
+                ):
+                    return
+                remaining = self._retry_at - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._not_empty.wait(remaining)
 
     def _database_is_up(self) -> None:
         if self._database_up:
