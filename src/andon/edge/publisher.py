@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +97,7 @@ class SpoolPublisher:
         self._next_server = next_server
         #: Records up to this id were spooled before the current births: the backlog.
         self._backlog_through_id = 0
+        self._last_ack_ms: int | None = None
         self._ack_timeout_s = ack_timeout_s
         self._diagnostics_every_s = diagnostics_every_s
         self._persist_fence_epoch = persist_fence_epoch
@@ -147,6 +149,20 @@ class SpoolPublisher:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="andon-edge-publisher", daemon=True)
         self._thread.start()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until the spool holds no unsent record, for a clean stop once polling ended.
+
+        Returns False at once when the session is not born (no broker, or the primary host is
+        offline) and after ``timeout``: what is left stays in the spool for the next start.
+        """
+        deadline = time.monotonic() + timeout  # wall time, also under a test clock
+        while self._spool.stats().records > 0:
+            if not (self._connected and self.stats.born) or time.monotonic() >= deadline:
+                return False
+            self._wake.set()
+            self._stop.wait(0.02)
+        return True
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -285,7 +301,11 @@ class SpoolPublisher:
         assert self._client is not None
         if self._rolling_window_s <= 0:
             return
-        recent = self._spool.recently_sent(now_ms - round(self._rolling_window_s * 1000))
+        # The window reaches back from when the flow last worked (the last PUBACK), not from
+        # now: a host that died unnoticed is only detected later (its Will comes after up to
+        # 1.5 x its keep-alive), and the restart that follows takes more time again.
+        last_flow_ms = min(now_ms, self._last_ack_ms or now_ms)
+        recent = self._spool.recently_sent(last_flow_ms - round(self._rolling_window_s * 1000))
         sent: list[PublishTicket] = []
         for message in self._pack(recent):
             message.historical = True
@@ -362,6 +382,7 @@ class SpoolPublisher:
                 self.stats.historical_values_total += message.values
         if acked:
             self._spool.ack(acked, retain_s=self._rolling_window_s)
+            self._last_ack_ms = self._clock.now_ms()
         return bool(acked)
 
     def _encode(self, message: _Message, *, poison_ack: bool = True) -> Publish | None:
