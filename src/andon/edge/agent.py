@@ -222,8 +222,13 @@ class EdgeAgent:
         log.info("edge %s/%s started", self.settings.group_id, self.settings.edge_node_id)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Intentional disconnect: NDEATH first (a DISCONNECT suppresses the Will)."""
+        """Intentional disconnect: NDEATH first (a DISCONNECT suppresses the Will).
+
+        Values already polled are published first (up to ``timeout``) while the session is up,
+        so a clean stop does not leave the last polls in the spool until the next start.
+        """
         self.poller.stop(timeout)
+        self.publisher.drain(timeout)
         self.publisher.stop(timeout)
         if self.client.connected:
             with self.session_lock:
