@@ -56,9 +56,7 @@ def nats(tmp_path: Path) -> Iterator[EmbeddedNatsBroker]:
 
 
 @pytest.mark.parametrize("crash", [False, True], ids=["sigterm", "sigkill"])
-def test_nats_keeps_retained_messages_across_restart(
-    nats: EmbeddedNatsBroker, crash: bool
-) -> None:
+def test_nats_keeps_retained_messages_across_restart(nats: EmbeddedNatsBroker, crash: bool) -> None:
     client, _ = _client(nats.port, "writer")
     assert client.publish("spBv1.0/STATE/h1", b"online", qos=1, retain=True).wait(TIMEOUT)
     client.stop()
