@@ -1,0 +1,170 @@
+"""``andon demo``: the single-box architecture (A1) in one command, and its data kept between runs.
+
+The command runs as a child process on free ports with ``--duration``: while it runs, the API
+shows the 6 machines of the demo plant with values from 2 online edge nodes and the machines
+page lists them; it stops by itself with exit code 0; a second run on the same directory still
+serves the history of the first.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from andon.demo import DEMO_GROUP, DEMO_LINES
+from andon.edge.sources.simulator import demo_plant
+from andon.storage.store import open_historian_store
+from andon.testing.ports import free_port
+from andon.testing.processes import AndonProcess, http_get, http_get_json, wait_until
+
+pytestmark = pytest.mark.integration
+
+MACHINES = {m.machine_id for m in demo_plant().machines}
+#: Time to start (broker, migrations, server, edges) and to stop cleanly, beyond --duration.
+MARGIN_S = 25.0
+
+
+@pytest.fixture
+def demo_dir(tmp_path: Path) -> Path:
+    return tmp_path / "demo"
+
+
+@pytest.fixture
+def processes() -> Iterator[list[AndonProcess]]:
+    started: list[AndonProcess] = []
+    yield started
+    for process in started:
+        process.stop(10.0)
+
+
+def _start_demo(
+    processes: list[AndonProcess], demo_dir: Path, log: Path, duration: float
+) -> tuple[AndonProcess, str]:
+    http_port, mqtt_port = free_port(), free_port()
+    demo = AndonProcess(
+        [
+            "demo",
+            "--dir",
+            str(demo_dir),
+            "--http-port",
+            str(http_port),
+            "--mqtt-port",
+            str(mqtt_port),
+            "--duration",
+            str(duration),
+        ],
+        log,
+        name="andon demo",
+        cwd=log.parent,
+    )
+    processes.append(demo)
+    demo.start()
+    return demo, f"http://127.0.0.1:{http_port}"
+
+
+def _machines_with_values(base_url: str) -> set[str]:
+    """Devices of the demo plant with at least one online tag holding a value."""
+    status, _ = http_get(f"{base_url}/api/v1/health", timeout=2.0)
+    if status == 0:
+        return set()
+    tags = http_get_json(f"{base_url}/api/v1/tags?prefix={DEMO_GROUP}/")
+    # group/node/device/metric; node metrics (group/node/Andon/Spool/...) name no machine
+    return {
+        device
+        for tag in tags
+        if (device := tag["path"].split("/")[2]) in MACHINES
+        and tag["value"] is not None
+        and tag["online"]
+    }
+
+
+def _online_edges(base_url: str) -> set[str]:
+    return {n["edge_node_id"] for n in http_get_json(f"{base_url}/api/v1/edges") if n["online"]}
+
+
+def _served_history(base_url: str, query: str) -> list[tuple[int, object]] | None:
+    status, body = http_get(f"{base_url}/api/v1/tags/history?{query}", timeout=2.0)
+    if status != 200:
+        return None
+    return [(s["ts_ms"], s["value"]) for s in json.loads(body)["samples"]]
+
+
+def _wait_exit(demo: AndonProcess, started: float, duration: float) -> float:
+    try:
+        code = demo.wait(max(0.0, started + duration + MARGIN_S - time.monotonic()))
+    except Exception as exc:
+        raise AssertionError(
+            f"andon demo --duration {duration} still running after {duration + MARGIN_S} s\n"
+            f"{demo.describe()}"
+        ) from exc
+    elapsed = time.monotonic() - started
+    assert code == 0, f"andon demo exited with {code}\n{demo.describe()}"
+    return elapsed
+
+
+def test_demo_runs_the_plant_stops_by_itself_and_keeps_its_data(
+    processes: list[AndonProcess], demo_dir: Path, tmp_path: Path
+) -> None:
+    # -- first run --------------------------------------------------------------------------
+    started = time.monotonic()
+    demo, base_url = _start_demo(processes, demo_dir, tmp_path / "demo-1.log", 20.0)
+    seen = wait_until(
+        lambda: (found := _machines_with_values(base_url)) >= MACHINES and found,
+        15.0,
+        lambda: f"the API does not show values of all 6 machines {sorted(MACHINES)}",
+        processes=[demo],
+    )
+    assert seen == MACHINES
+    status, page = http_get(f"{base_url}/")
+    assert status == 200, page[:500]
+    assert all(machine in page for machine in MACHINES), f"machines page lacks machines\n{page}"
+    online = wait_until(
+        lambda: (nodes := _online_edges(base_url)) == set(DEMO_LINES) and nodes,
+        15.0,
+        lambda: f"/api/v1/edges does not show {DEMO_LINES} online",
+        processes=[demo],
+    )
+    assert online == set(DEMO_LINES)
+    first_elapsed = _wait_exit(demo, started, 20.0)
+
+    store = open_historian_store(f"sqlite:///{demo_dir / 'andon.db'}")
+    try:
+        first_rows = store.count()
+        tag = f"{DEMO_GROUP}/Line1/Filler1/Process/Temperature"
+        first_history = [(s.ts_ms, s.value) for s in store.history(tag, 0, 2**62, limit=100_000)]
+    finally:
+        store.close()
+    assert first_rows > 0
+    assert first_history, f"no history of {tag} after the first run"
+    end_ms = first_history[-1][0] + 1
+
+    # -- second run on the same directory ------------------------------------------------------
+    started = time.monotonic()
+    demo, base_url = _start_demo(processes, demo_dir, tmp_path / "demo-2.log", 8.0)
+    query = urlencode({"path": tag, "start": 0, "end": end_ms, "limit": 100_000})
+    served = wait_until(
+        lambda: _served_history(base_url, query),
+        15.0,
+        "the second run does not serve history",
+        processes=[demo],
+    )
+    assert served == first_history, "the second run does not serve the first run's history"
+    second_elapsed = _wait_exit(demo, started, 8.0)
+
+    store = open_historian_store(f"sqlite:///{demo_dir / 'andon.db'}")
+    try:
+        second_rows = store.count()
+        kept = [(s.ts_ms, s.value) for s in store.history(tag, 0, end_ms, limit=100_000)]
+    finally:
+        store.close()
+    print(
+        f"demo: first run {first_elapsed:.1f} s, {first_rows} history rows; second run "
+        f"{second_elapsed:.1f} s, {second_rows} rows; {len(first_history)} samples of {tag} kept"
+    )
+    assert kept == first_history
+    assert second_rows > first_rows
