@@ -235,6 +235,8 @@ class EdgeAgent:
                 death = self.session.death(self.clock.now_ms())
             self.client.publish(death.topic, death.payload, death.qos, death.retain).wait(timeout)
         self.client.stop(timeout)
+        self._status_written_at = -1e9
+        self._write_status()  # so `andon edge status` does not show a stopped edge connected
         self.spool.close()
         if self._recorder is not None:
             self._recorder.close()

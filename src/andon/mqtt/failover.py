@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from andon.mqtt.interface import (
@@ -136,10 +137,21 @@ class FailoverBrokerClient:
 
     # -- switching happens here, never on a client's own thread ------------------------------
     def _supervise(self) -> None:
+        pause_s = 0.0
+        last_switch = -1e9
         while True:
             self._switch.wait()
             if self._stopping.is_set():
                 return
+            self._switch.clear()
+            # Switching again soon after the last switch backs off (1 s doubling to 30 s): with
+            # the primary host offline every broker answers with the retained offline STATE, and
+            # an immediate reconnect would loop many times a second.
+            now = time.monotonic()
+            pause_s = min(30.0, max(1.0, pause_s * 2)) if now - last_switch < 60.0 else 0.0
+            if pause_s and self._stopping.wait(pause_s):
+                return
+            last_switch = time.monotonic()
             self._switch.clear()
             with self._lock:
                 old = self._current
