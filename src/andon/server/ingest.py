@@ -12,8 +12,8 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
 
 from andon.server.edge_registry import EdgeRegistry
 from andon.server.live_tags import LiveTagTable, LiveUpdate
@@ -26,9 +26,8 @@ from andon.sparkplug.host import (
     MetricsStale,
     NodeOffline,
     NodeOnline,
-    ReceivedMetric,
 )
-from andon.sparkplug.model import Quality
+from andon.sparkplug.model import DataType, Quality
 from andon.storage.types import Sample
 
 __all__ = ["HostLink", "IngestStats", "SampleSink", "SparkplugIngest", "tag_path"]
@@ -39,6 +38,21 @@ log = logging.getLogger(__name__)
 _PROTOCOL_METRICS = ("bdSeq", "Node Control/")
 #: Node metrics in which an Andon edge reports its store-and-forward spool.
 _SPOOL_PREFIX = "Andon/Spool/"
+#: Per-value enum conversions, looked up instead (``int(...)`` / ``.name`` cost more).
+_DATATYPE_CODES: dict[object, int] = {datatype: int(datatype) for datatype in DataType}
+_QUALITY_CODES: dict[object, int] = {quality: int(quality) for quality in Quality}
+_QUALITY_NAMES: dict[object, str] = {quality: quality.name for quality in Quality}
+
+# Sample is a frozen, slotted dataclass: its generated __init__ assigns each field through
+# object.__setattr__ (about 1 us for six fields, per value). The ingest fills the slots through
+# their descriptors instead: same class and values. Only when the fields are the ones expected
+# (else the plain constructor is used).
+_SAMPLE_FIELDS = ("tag", "ts_ms", "value", "quality", "is_historical", "datatype")
+_SAMPLE_SETTERS: tuple[Any, ...] | None = (
+    tuple(getattr(Sample, name).__set__ for name in _SAMPLE_FIELDS)
+    if tuple(f.name for f in fields(Sample)) == _SAMPLE_FIELDS
+    else None
+)
 
 
 class SampleSink(Protocol):
@@ -95,6 +109,8 @@ class SparkplugIngest:
         self._in_progress = 0
         self.stats = IngestStats()
         self._problem_log_at: dict[str, float] = {}
+        #: Tag path per (group, node, device) and metric name; "" for protocol metrics.
+        self._paths: dict[tuple[str, str, str | None], dict[str, str]] = {}
 
     def attach(self, links: Sequence[HostLink]) -> None:
         """The host's broker connections; ``offer`` names one by its index."""
@@ -209,50 +225,77 @@ class SparkplugIngest:
         live: list[LiveUpdate] = []
         group, node, device = action.group_id, action.edge_node_id, action.device_id
         self._edges.seen(group, node, action.receive_ms)
+        paths = self._paths.setdefault((group, node, device), {})
+        updates_live = self._historical_updates_live
+        datatype_codes = _DATATYPE_CODES
+        quality_codes = _QUALITY_CODES
+        setters = _SAMPLE_SETTERS
+        set_tag, set_ts, set_value, set_quality, set_historical, set_datatype = setters or (0,) * 6
+        new = object.__new__
+        add_sample = samples.append
+        historical = 0
         for metric in action.metrics:
-            if metric.name.startswith(_PROTOCOL_METRICS):
-                continue
-            path = tag_path(group, node, device, metric.name)
-            samples_value = _storable(metric)
-            if not metric.is_transient:
-                samples.append(
-                    Sample(
-                        tag=path,
-                        ts_ms=metric.timestamp_ms,
-                        value=samples_value,
-                        quality=int(metric.quality),
-                        is_historical=metric.is_historical,
-                        datatype=int(metric.datatype or 0),
-                    )
+            name = metric.name
+            path = paths.get(name)
+            if path is None:
+                path = paths[name] = (
+                    ""
+                    if name.startswith(_PROTOCOL_METRICS)
+                    else tag_path(group, node, device, name)
                 )
+            if not path:  # protocol metric
+                continue
+            datatype = datatype_codes.get(metric.datatype, 0)  # DataType, or None: 0
+            if not metric.is_transient:
+                value = metric.value
+                if isinstance(value, tuple):
+                    value = repr(list(value))  # arrays are kept as their text form in history
+                quality = quality_codes.get(metric.quality, metric.quality)
+                if setters is None:
+                    sample = Sample(
+                        path, metric.timestamp_ms, value, quality, metric.is_historical, datatype
+                    )
+                else:
+                    sample = new(Sample)
+                    set_tag(sample, path)
+                    set_ts(sample, metric.timestamp_ms)
+                    set_value(sample, value)
+                    set_quality(sample, quality)
+                    set_historical(sample, metric.is_historical)
+                    set_datatype(sample, datatype)
+                add_sample(sample)
             if metric.is_historical:
-                self.stats.historical_values_total += 1
-                if not self._historical_updates_live:
+                historical += 1
+                if not updates_live:
                     continue
             live.append(
                 LiveUpdate(
                     path=path,
                     value=metric.value,
-                    datatype=int(metric.datatype or 0),
-                    quality=Quality(metric.quality).name,
+                    datatype=datatype,
+                    quality=_QUALITY_NAMES.get(metric.quality) or Quality(metric.quality).name,
                     source_ts_ms=metric.timestamp_ms,
                     receive_ts_ms=action.receive_ms,
                 )
             )
+        self.stats.historical_values_total += historical
         if device is None:
-            spool = {
-                m.name.removeprefix(_SPOOL_PREFIX): m.value
-                for m in action.metrics
-                if m.name.startswith(_SPOOL_PREFIX) and not isinstance(m.value, bytes | tuple)
-            }
-            if spool:
-                self._edges.spool_report(group, node, spool)
+            self._spool_report(action)
         self.stats.values_total += len(action.metrics)
         if samples:
             # Blocks while the historian's queue is full: back-pressure, never a drop.
             self._history.submit(samples)
         if live:
             self._live.apply(live)
+
+    def _spool_report(self, action: MetricsReceived) -> None:
+        spool = {
+            m.name.removeprefix(_SPOOL_PREFIX): m.value
+            for m in action.metrics
+            if m.name.startswith(_SPOOL_PREFIX) and not isinstance(m.value, bytes | tuple)
+        }
+        if spool:
+            self._edges.spool_report(action.group_id, action.edge_node_id, spool)
 
     def _on_problem(self, problem: Problem) -> None:
         self.stats.problems_total += 1
@@ -269,10 +312,3 @@ class SparkplugIngest:
                 problem.edge_node_id or "?",
                 problem.detail,
             )
-
-
-def _storable(metric: ReceivedMetric) -> bool | int | float | str | bytes | None:
-    value = metric.value
-    if isinstance(value, tuple):
-        return repr(list(value))  # arrays are kept as their text form in history
-    return value

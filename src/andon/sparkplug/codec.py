@@ -40,12 +40,17 @@ from andon.sparkplug.model import (
 )
 
 __all__ = [
+    "DATATYPE_BY_CODE",
     "HostState",
     "PayloadError",
+    "decode_message",
+    "decode_metric_at",
     "decode_payload",
+    "decode_properties",
     "decode_state",
     "encode_payload",
     "encode_state",
+    "parse_payload",
     "resolve_value",
 ]
 
@@ -71,6 +76,8 @@ _INT_FIELD_TYPES = frozenset(
 )
 _FLOAT32_MAX = 3.4028234663852886e38
 _DATATYPE_BY_CODE = {int(dt): dt for dt in DataType}
+#: Wire datatype code -> DataType.
+DATATYPE_BY_CODE: Mapping[int, DataType] = _DATATYPE_BY_CODE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,6 +236,11 @@ def _encode_properties(target: Any, properties: Mapping[str, PropertyValue]) -> 
             raise PayloadError(f"property {key!r}: unsupported value type {kind.__name__}")
 
 
+def decode_properties(source: Any) -> dict[str, PropertyValue]:
+    """A metric's ``properties`` sub-message as a dict; PayloadError when malformed."""
+    return _decode_properties(source)
+
+
 def _decode_properties(source: Any) -> dict[str, PropertyValue]:
     keys = source.keys
     values = source.values
@@ -337,27 +349,44 @@ def _decode_metric(pm: Any) -> Metric:
     )
 
 
-def decode_payload(data: bytes) -> Payload:
-    """Parse a Sparkplug B protobuf payload. Raises PayloadError, and only that, when malformed."""
+def parse_payload(data: bytes) -> Any:
+    """Parse ``data`` into the protobuf ``Payload`` message without mapping its metrics.
+
+    For the host's data fast path (``andon.sparkplug.host_edge``), which resolves metrics
+    straight from the message. Raises PayloadError, and only that, when ``data`` is not a
+    protobuf payload; the metrics are checked by :func:`decode_message` / :func:`decode_metric_at`.
+    """
     message = pb.Payload()
     try:
         message.ParseFromString(data)
     except (DecodeError, RuntimeWarning, ValueError) as exc:
         raise PayloadError(f"not a Sparkplug B payload: {exc}") from exc
-    metrics = []
-    for index, pm in enumerate(message.metrics):
-        try:
-            metrics.append(_decode_metric(pm))
-        except PayloadError as exc:
-            label = pm.name if pm.HasField("name") else f"alias {pm.alias}"
-            raise PayloadError(f"metric #{index} ({label}): {exc}") from None
+    return message
+
+
+def decode_metric_at(index: int, pm: Any) -> Metric:
+    """Decode metric number ``index`` of a parsed payload; PayloadError (naming it) if invalid."""
+    try:
+        return _decode_metric(pm)
+    except PayloadError as exc:
+        label = pm.name if pm.HasField("name") else f"alias {pm.alias}"
+        raise PayloadError(f"metric #{index} ({label}): {exc}") from None
+
+
+def decode_message(message: Any) -> Payload:
+    """Map a message from :func:`parse_payload`; PayloadError when a metric is malformed."""
     return Payload(
         timestamp=message.timestamp if message.HasField("timestamp") else None,
-        metrics=tuple(metrics),
+        metrics=tuple(decode_metric_at(index, pm) for index, pm in enumerate(message.metrics)),
         seq=message.seq if message.HasField("seq") else None,
         uuid=message.uuid if message.HasField("uuid") else None,
         body=message.body if message.HasField("body") else None,
     )
+
+
+def decode_payload(data: bytes) -> Payload:
+    """Parse a Sparkplug B protobuf payload. Raises PayloadError, and only that, when malformed."""
+    return decode_message(parse_payload(data))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from andon.sparkplug.actions import Disconnect, Problem, Publish, WillMessage
-from andon.sparkplug.codec import decode_payload, decode_state, encode_payload, encode_state
+from andon.sparkplug.codec import (
+    decode_message,
+    decode_state,
+    encode_payload,
+    encode_state,
+    parse_payload,
+)
 from andon.sparkplug.edge_node import BDSEQ_METRIC, FENCE_EPOCH_METRIC, REBIRTH_METRIC
 from andon.sparkplug.errors import PayloadError, SessionError, TopicError
 from andon.sparkplug.host_actions import (
@@ -42,6 +48,7 @@ from andon.sparkplug.host_edge import (
     UnknownAlias,
     metrics_from_birth,
     metrics_from_data,
+    resolve_data_message,
 )
 from andon.sparkplug.model import DataType, Metric, Payload
 from andon.sparkplug.topic import (
@@ -231,7 +238,20 @@ class HostApplicationSession:
             node = self._nodes[(group_id, node_id)] = EdgeNodeState(group_id, node_id)
         node.last_seen_ms = receive_ms
         try:
-            decoded = decode_payload(payload)
+            message = parse_payload(payload)
+            if (
+                (kind is MessageType.DDATA or kind is MessageType.NDATA)
+                and node.born
+                and (parsed.device_id is None or parsed.device_id in node.devices_online)
+            ):
+                # The fast path for the bulk of the traffic: resolve from the message itself.
+                resolved = resolve_data_message(node, parsed.device_id, message, receive_ms)
+                seq = message.seq if message.seq or message.HasField("seq") else None
+                actions = self._check_seq(node, seq, receive_ms)
+                return actions + self._data_result(
+                    node, kind, parsed.device_id, resolved, receive_ms
+                )
+            decoded = decode_message(message)
         except PayloadError as exc:
             return self._malformed(node, kind, receive_ms, str(exc))
         if kind is MessageType.NBIRTH:
@@ -241,7 +261,7 @@ class HostApplicationSession:
         if not node.born:
             node.before_birth += 1
             detail = f"{kind.value} before NBIRTH"
-            actions: list[HostAction] = [Problem("before_birth", group_id, node_id, detail)]
+            actions = [Problem("before_birth", group_id, node_id, detail)]
             if self.rebirth_on_before_birth:
                 actions.extend(self._request_rebirth(node, receive_ms, detail))
             return actions
@@ -392,18 +412,35 @@ class HostApplicationSession:
             if self.rebirth_on_before_birth:
                 actions.extend(self._request_rebirth(node, receive_ms, detail))
             return actions
+        resolved: tuple[ReceivedMetric, ...] | LookupError | PayloadError
         try:
-            received = metrics_from_data(node, device_id, payload, receive_ms)
-        except LookupError as exc:  # UnknownAlias, or UnknownMetric (absent from the birth)
-            kind_name = "unknown_alias" if isinstance(exc, UnknownAlias) else "unknown_metric"
-            node.unknown_alias += 1
-            detail = exc.args[0] if exc.args else kind_name
-            actions = [Problem(kind_name, node.group_id, node.edge_node_id, detail)]
-            if self.rebirth_on_unknown:
-                actions.extend(self._request_rebirth(node, receive_ms, detail))
-            return actions
-        except PayloadError as exc:
-            return self._malformed(node, kind, receive_ms, str(exc))
-        return [
-            MetricsReceived(node.group_id, node.edge_node_id, device_id, kind, received, receive_ms)
-        ]
+            resolved = metrics_from_data(node, device_id, payload, receive_ms)
+        except (LookupError, PayloadError) as exc:
+            resolved = exc
+        return self._data_result(node, kind, device_id, resolved, receive_ms)
+
+    def _data_result(
+        self,
+        node: EdgeNodeState,
+        kind: MessageType,
+        device_id: str | None,
+        resolved: tuple[ReceivedMetric, ...] | LookupError | PayloadError,
+        receive_ms: int,
+    ) -> list[HostAction]:
+        """The actions for resolved data metrics, or for the failure that rejects them all."""
+        if isinstance(resolved, tuple):
+            return [
+                MetricsReceived(
+                    node.group_id, node.edge_node_id, device_id, kind, resolved, receive_ms
+                )
+            ]
+        if isinstance(resolved, PayloadError):
+            return self._malformed(node, kind, receive_ms, str(resolved))
+        # UnknownAlias, or UnknownMetric (absent from the birth)
+        kind_name = "unknown_alias" if isinstance(resolved, UnknownAlias) else "unknown_metric"
+        node.unknown_alias += 1
+        detail = resolved.args[0] if resolved.args else kind_name
+        actions: list[HostAction] = [Problem(kind_name, node.group_id, node.edge_node_id, detail)]
+        if self.rebirth_on_unknown:
+            actions.extend(self._request_rebirth(node, receive_ms, detail))
+        return actions
