@@ -12,7 +12,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def iso_ms(ts_ms: int) -> str:
     # Integer arithmetic: ts_ms / 1000 as a float loses the last millisecond far from 1970.
-    return (_EPOCH + timedelta(milliseconds=ts_ms)).isoformat(timespec="milliseconds")
+    try:
+        return (_EPOCH + timedelta(milliseconds=ts_ms)).isoformat(timespec="milliseconds")
+    except OverflowError:
+        # A device clock far off (or a timestamp in the wrong unit) must not break a listing.
+        return f"out of range ({ts_ms} ms)"
 
 
 def iso_ms_or_none(ts_ms: int | None) -> str | None:

@@ -92,6 +92,7 @@ class SourcePoller:
         self.values_total = 0
         self.errors_total = 0
         self.dropped_values_total = 0
+        self.source_errors_total = 0
         self._max_held_values = max_held_values
         self._on_tick = on_tick
         self._held: list[tuple[str | None, list[TagChange]]] = []
@@ -106,7 +107,13 @@ class SourcePoller:
         now_ms = self._clock.now_ms()
         batches: dict[str, list[TagChange]] = defaultdict(list)
         for source in self._sources:
-            for change in source.poll(now_ms):
+            try:
+                changes = source.poll(now_ms)
+            except Exception as exc:  # one failing source must not stop the others or polling
+                self.source_errors_total += 1
+                log.warning("polling %s failed: %s", type(source).__name__, exc)
+                continue
+            for change in changes:
                 batches[change.device_id].append(change)
         self.polls_total += 1
         waiting: list[tuple[str | None, list[TagChange]]] = [*self._held, *batches.items()]
@@ -133,9 +140,9 @@ class SourcePoller:
             total -= len(dropped)
             self.dropped_values_total += len(dropped)
             log.error(
-                "spool unavailable and %d values held in memory: dropped the oldest %d",
-                total,
+                "spool unavailable: dropped the oldest %d values held in memory (%d kept)",
                 len(dropped),
+                total,
             )
         self._held = waiting
 
@@ -163,10 +170,10 @@ class SourcePoller:
                 if failing:
                     log.info("polling recovered")
                     failing = False
-            except SpoolError as exc:
+            except Exception as exc:  # SpoolError or a bug: log it, keep polling
                 self.errors_total += 1
                 if not failing:
-                    log.error("cannot write to the spool: %s; retrying every poll", exc)
+                    log.error("polling failed: %s; retrying every poll", exc, exc_info=True)
                     failing = True
             if self._on_tick is not None:
                 try:

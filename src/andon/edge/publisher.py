@@ -97,7 +97,8 @@ class SpoolPublisher:
         self._next_server = next_server
         #: Records up to this id were spooled before the current births: the backlog.
         self._backlog_through_id = 0
-        self._last_ack_ms: int | None = None
+        # Survives a restart: the rolling buffer remembers when it last saw a PUBACK.
+        self._last_ack_ms: int | None = spool.last_sent_ms()
         self._ack_timeout_s = ack_timeout_s
         self._diagnostics_every_s = diagnostics_every_s
         self._persist_fence_epoch = persist_fence_epoch
@@ -133,6 +134,12 @@ class SpoolPublisher:
         self._post(_CONNECTED, births)
 
     def on_disconnected(self, reason: str) -> None:
+        # The session must learn of the disconnect now, on the event thread, in turn with
+        # ``on_connected``: were it left to the (possibly busy) publisher thread, a quick
+        # reconnect would reach the session as connected-then-disconnected and no birth would
+        # ever follow.
+        with self._lock:
+            self._session.on_disconnected()
         self._post(_DISCONNECTED, reason)
 
     def on_message(self, topic: str, payload: bytes) -> None:
@@ -208,8 +215,6 @@ class SpoolPublisher:
                 self._connected = False
                 self._births_pending = False
                 self.stats.born = False
-                with self._lock:
-                    self._session.on_disconnected()
             elif kind == _MESSAGE:
                 topic, payload = detail
                 self._on_message(topic, payload)
@@ -267,6 +272,9 @@ class SpoolPublisher:
         if not self._last_values.wait_primed(1.0):
             return  # births need every metric's value; the first poll provides them
         now_ms = self._clock.now_ms()
+        # The backlog boundary is read before the values: a record spooled in between is then
+        # sent live (and perhaps twice, harmlessly) rather than hidden behind a stale birth.
+        backlog_through = self._spool.last_id()
         devices = {
             device: [
                 Metric(name, last.value, last.datatype, timestamp=last.ts_ms)
@@ -281,7 +289,6 @@ class SpoolPublisher:
                 log.info("births deferred: %s", exc)
                 self._births_pending = False
                 return
-        backlog_through = self._spool.last_id()
         tickets = [self._client.publish(p.topic, p.payload, p.qos, p.retain) for p in publishes]
         if all(t.wait(self._ack_timeout_s) for t in tickets):
             self._births_pending = False

@@ -257,6 +257,11 @@ class StoreAndForwardSpool:
             for rid, dev, created, first, count, payload in rows
         ]
 
+    def last_sent_ms(self) -> int | None:
+        """When the newest rolling-buffer record was acknowledged (None when it is empty)."""
+        rows = self._read("last sent", "SELECT max(sent_ms) FROM recent", ())
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
     def last_id(self) -> int:
         """The id of the newest record ever appended (0 for a new spool)."""
         rows = self._read("last id", "SELECT seq FROM sqlite_sequence WHERE name = 'records'", ())

@@ -16,6 +16,7 @@ PROBLEM_KINDS = (
     "unknown_metric",
     "before_birth",
     "rebirth_requested",
+    "future_timestamp",
 )
 
 

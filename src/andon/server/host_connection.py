@@ -75,7 +75,14 @@ class HostConnection:
 
     # -- used by the server ------------------------------------------------------------------
     def publish(self, action: Publish) -> None:
-        """Publish an action from the host session (rebirth requests, STATE re-birth)."""
+        """Publish an action from the host session (rebirth requests, STATE re-birth).
+
+        Nothing goes out before this session's STATE birth (H-03/H-04): a rebirth request
+        dropped here is asked again after the debounce.
+        """
+        if not self._online.is_set():
+            log.debug("not yet online; dropped %s", action.topic)
+            return
         self.client.publish(action.topic, action.payload, qos=action.qos, retain=action.retain)
 
     def disconnect(self) -> None:

@@ -2,7 +2,9 @@
 
 One thread owns the host session's message handling. The MQTT network thread only enqueues
 raw messages into a bounded queue (blocking when full, so a slow database slows the broker's
-delivery instead of dropping data: with QoS 1 the broker keeps what we have not acknowledged).
+delivery instead of dropping data). A message is acknowledged to the broker once it is queued
+here, so what sits in this queue and the historian's is held only in memory until committed:
+both queues are bounded well below what the edges' rolling buffer re-sends after a crash.
 """
 
 from __future__ import annotations
@@ -96,7 +98,9 @@ class SparkplugIngest:
         queue_capacity: int = 10_000,
         historical_updates_live: bool = False,
         timer_interval_s: float = 0.1,
+        max_future_ms: int = 300_000,
     ) -> None:
+        self._max_future_ms = max_future_ms
         self._links: list[HostLink] = []
         self._live = live_tags
         self._edges = edges
@@ -129,12 +133,19 @@ class SparkplugIngest:
         self._thread = threading.Thread(target=self._run, name="andon-ingest", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Process everything already queued, then stop."""
+    def stop(self) -> None:
+        """Process everything already queued, then stop.
+
+        Waits as long as that takes: the broker already has our acknowledgement for every
+        queued message, so giving up would lose them. (A second Ctrl-C ends the process.)
+        """
         if self._thread is None:
             return
         self._queue.put(None)
-        self._thread.join(timeout)
+        while self._thread.is_alive():
+            self._thread.join(10.0)
+            if self._thread.is_alive():
+                log.warning("still writing %d received messages before stopping", self.queue_depth)
         self._thread = None
 
     def drain(self, timeout: float = 10.0) -> bool:
@@ -220,7 +231,7 @@ class SparkplugIngest:
             elif isinstance(action, Problem):
                 self._on_problem(action)
 
-    def _on_metrics(self, action: MetricsReceived) -> None:
+    def _on_metrics(self, action: MetricsReceived) -> None:  # noqa: PLR0915 (one hot loop)
         samples: list[Sample] = []
         live: list[LiveUpdate] = []
         group, node, device = action.group_id, action.edge_node_id, action.device_id
@@ -233,7 +244,8 @@ class SparkplugIngest:
         set_tag, set_ts, set_value, set_quality, set_historical, set_datatype = setters or (0,) * 6
         new = object.__new__
         add_sample = samples.append
-        historical = 0
+        historical = future = 0
+        future_limit = action.receive_ms + self._max_future_ms
         for metric in action.metrics:
             name = metric.name
             path = paths.get(name)
@@ -268,6 +280,10 @@ class SparkplugIngest:
                 historical += 1
                 if not updates_live:
                     continue
+            if metric.timestamp_ms > future_limit:
+                # A clock far ahead would pin this live value: history keeps it, live does not.
+                future += 1
+                continue
             live.append(
                 LiveUpdate(
                     path=path,
@@ -279,6 +295,16 @@ class SparkplugIngest:
                 )
             )
         self.stats.historical_values_total += historical
+        if future:
+            self._on_problem(
+                Problem(
+                    "future_timestamp",
+                    group,
+                    node,
+                    f"{future} value(s) stamped more than {self._max_future_ms} ms ahead of "
+                    "this server's clock: historised, not shown live",
+                )
+            )
         if device is None:
             self._spool_report(action)
         self.stats.values_total += len(action.metrics)

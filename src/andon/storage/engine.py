@@ -43,7 +43,7 @@ def is_postgresql(url: str | URL) -> bool:
 
 
 def create_engine_for(url: str | URL, **kwargs: Any) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, ``synchronous=NORMAL``, a busy timeout and FKs."""
+    """An engine for ``url``; SQLite gets WAL, ``synchronous=FULL``, a busy timeout and FKs."""
     parsed = normalize_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -74,7 +74,9 @@ def _configure_sqlite(engine: Engine) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
             # With WAL, NORMAL is durable against application crashes and fast; an OS crash
             # may lose the last transactions but never corrupts the file.
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a committed batch has already left every buffer upstream (edge spool,
+            # historian spool), so a power cut must not take it back.
+            cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
             # The (tag_id, ts) B-tree takes inserts at one place per tag; a page cache larger
