@@ -120,6 +120,12 @@ class HostApplicationSession:
     def connect(self, now_ms: int) -> WillMessage:
         """The Will for the coming CONNECT: STATE offline with T = ``now_ms``, QoS 1, retained."""
         self.session_timestamp = now_ms
+        # A new (clean) session: what each edge node sent while we were away is unknown, so
+        # none counts as born any more; its next data asks for a rebirth (H-15), whose births
+        # re-send the edge's rolling buffer.
+        for node in self._nodes.values():
+            node.born = False
+            node.clear_gap()
         return WillMessage(self.state_topic, encode_state(False, now_ms), qos=1, retain=True)
 
     def subscriptions(self) -> tuple[tuple[str, int], ...]:
@@ -279,8 +285,8 @@ class HostApplicationSession:
             state = decode_state(payload)
         except PayloadError as exc:
             return [Problem("malformed_payload", None, None, f"own STATE: {exc}")]
-        if state.online:
-            return []
+        if state.online or state.timestamp < self.session_timestamp:
+            return []  # our own birth, or the retained Will of an earlier session
         # Someone declared us offline while we are connected: 3.0 mode republishes the birth.
         if self.state_v4_mode:
             return [Disconnect("own STATE declared offline (v4 mode): reconnect with a new T")]

@@ -94,6 +94,13 @@ def test_h05_foreign_offline_state_on_our_id_republishes_birth() -> None:
     assert host.on_message("spBv1.0/STATE/other", encode_state(False, 1), 2000) == []
 
 
+def test_h05_an_offline_state_older_than_our_session_is_ignored() -> None:
+    host = HostApplicationSession("host")
+    host.connect(5000)
+    # The retained Will of an earlier session of ours must not trigger anything.
+    assert host.on_message("spBv1.0/STATE/host", encode_state(False, 4000), 6000) == []
+
+
 def test_subscription_filter_is_configurable() -> None:
     host = HostApplicationSession("host", namespace_filter="spBv1.0/Plant1/#")
     assert host.subscriptions() == (("spBv1.0/STATE/host", 1), ("spBv1.0/Plant1/#", 1))
