@@ -3,6 +3,12 @@
 One thread owns the publishing side of the edge-node session: births, data (from the spool,
 oldest first), diagnostics, and the handling of commands and STATE messages. MQTT callbacks
 only enqueue events for it, so every publish, and so every ``seq``, happens in one order.
+
+Devices of real equipment come and go (checklist E-10): a device the poller marked lost gets its
+DDEATH once every record spooled before the loss is out (its last data precede its death), and a
+device that answers again gets a DBIRTH from the last-value cache; records of that device
+spooled before its DBIRTH then go out as history. A command that fails is reported to the host as
+the node metric ``Andon/Command/LastError``.
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from andon.edge.poller import LastValueCache
-from andon.edge.sources.base import Source
+from andon.edge.poller import LastValue, LastValueCache
+from andon.edge.sources.base import GOOD, Source
 from andon.edge.spool import SpoolRecord, StoreAndForwardSpool
 from andon.mqtt.interface import BrokerClient, PublishTicket
 from andon.sparkplug.actions import Disconnect, Problem, Publish, Subscribe
@@ -27,16 +33,28 @@ from andon.sparkplug.edge_node import (
     WriteRequested,
 )
 from andon.sparkplug.errors import SessionError
-from andon.sparkplug.model import DataType, Metric
+from andon.sparkplug.model import DataType, Metric, PropertyValue
 from andon.testing.clock import Clock
 
-__all__ = ["PublisherStats", "SpoolPublisher"]
+__all__ = ["COMMANDS_REJECTED_METRIC", "COMMAND_ERROR_METRIC", "PublisherStats", "SpoolPublisher"]
 
 log = logging.getLogger(__name__)
+
+#: How far back a re-send after births may reach at most (bounded work and disk).
+_RESEND_LIMIT_S = 600.0
 
 _CONNECTED = "connected"
 _DISCONNECTED = "disconnected"
 _MESSAGE = "message"
+
+#: Node metrics that tell the host why the last command was refused, and how many were.
+COMMAND_ERROR_METRIC = "Andon/Command/LastError"
+COMMANDS_REJECTED_METRIC = "Andon/Command/Rejected"
+
+
+def _quality(quality: int) -> dict[str, PropertyValue]:
+    """The ``Quality`` property; left out when GOOD (the host's default), saving bytes."""
+    return {} if quality == GOOD else {"Quality": quality}
 
 
 @dataclass(slots=True)
@@ -49,6 +67,8 @@ class PublisherStats:
     poison_records_total: int = 0
     commands_accepted_total: int = 0
     commands_rejected_total: int = 0
+    device_deaths_total: int = 0
+    device_births_total: int = 0
     born: bool = False
     flushing: bool = False
 
@@ -97,8 +117,18 @@ class SpoolPublisher:
         self._next_server = next_server
         #: Records up to this id were spooled before the current births: the backlog.
         self._backlog_through_id = 0
+        #: Per device born after the node: records up to this id precede its DBIRTH.
+        self._device_backlog: dict[str, int] = {}
+        self._last_command_error = ""
         # Survives a restart: the rolling buffer remembers when it last saw a PUBACK.
         self._last_ack_ms: int | None = spool.last_sent_ms()
+        self._previous_births_ms: int | None = None
+        #: Acknowledged records are kept long enough for either rule of the re-send.
+        self._retain_s = (
+            max(rolling_window_s, _RESEND_LIMIT_S + rolling_window_s)
+            if rolling_window_s > 0
+            else 0.0
+        )
         self._ack_timeout_s = ack_timeout_s
         self._diagnostics_every_s = diagnostics_every_s
         self._persist_fence_epoch = persist_fence_epoch
@@ -189,7 +219,7 @@ class SpoolPublisher:
                     self._publish_births()
                 elif not self.stats.born:
                     self._idle()  # waiting for the primary host's STATE
-                elif not self._publish_backlog():
+                elif self._reconcile_devices() or not self._publish_backlog():
                     self._publish_diagnostics()
                     self._idle()
             except Exception:  # a bug must not stop the flow of data; it is retried
@@ -245,8 +275,7 @@ class SpoolPublisher:
             elif isinstance(action, WriteRequested):
                 self._write(action)
             elif isinstance(action, CommandRejected):
-                self.stats.commands_rejected_total += 1
-                log.warning("command to %s rejected: %s", action.device_id, action.reason)
+                self._command_failed(f"{action.device_id or '(node)'}: {action.reason}")
             elif isinstance(action, Problem):
                 log.warning("%s on %s: %s", action.kind, topic, action.detail)
 
@@ -254,18 +283,88 @@ class SpoolPublisher:
         for metric in request.metrics:
             source = next((s for s in self._sources if request.device_id in s.describe()), None)
             if source is None or request.device_id is None or metric.name is None:
-                self.stats.commands_rejected_total += 1
-                log.warning("write to unknown device %s refused", request.device_id)
+                self._command_failed(f"{request.device_id or '(node)'}: no such writable device")
                 continue
             result = source.write(request.device_id, metric.name, metric.value)
             if result.accepted:
                 self.stats.commands_accepted_total += 1
                 log.info("wrote %s/%s = %r", request.device_id, metric.name, metric.value)
             else:
-                self.stats.commands_rejected_total += 1
-                log.warning(
-                    "write %s/%s refused: %s", request.device_id, metric.name, result.reason
-                )
+                self._command_failed(f"{request.device_id}/{metric.name}: {result.reason}")
+
+    def _command_failed(self, error: str) -> None:
+        """Count and log a refused command and tell the host why (NDATA)."""
+        assert self._client is not None
+        self.stats.commands_rejected_total += 1
+        self._last_command_error = error
+        log.warning("command refused: %s", error)
+        with self._lock:
+            try:
+                publish = self._session.data(None, self._command_metrics(), self._clock.now_ms())
+            except SessionError:
+                return  # not born: the next NBIRTH carries the error
+        self._client.publish(publish.topic, publish.payload, publish.qos)
+
+    def _command_metrics(self) -> list[Metric]:
+        now_ms = self._clock.now_ms()
+        return [
+            Metric(COMMAND_ERROR_METRIC, self._last_command_error, DataType.STRING, now_ms),
+            Metric(
+                COMMANDS_REJECTED_METRIC,
+                self.stats.commands_rejected_total,
+                DataType.INT64,
+                now_ms,
+            ),
+        ]
+
+    @staticmethod
+    def _birth_metric(name: str, last: LastValue) -> Metric:
+        return Metric(
+            name,
+            last.value,
+            last.datatype,
+            timestamp=last.ts_ms,
+            properties=_quality(last.quality),
+        )
+
+    def _reconcile_devices(self) -> bool:
+        """DDEATH for lost devices whose earlier records are out, DBIRTH for returned ones.
+
+        Returns True when it published something (the caller then loops again).
+        """
+        assert self._client is not None
+        lost = self._last_values.lost()
+        with self._lock:
+            born = set(self._session.born_devices)
+        publishes = []
+        dying = [device for device in lost if device in born]
+        if dying:
+            head = self._spool.peek(1)
+            oldest = head[0].id if head else None
+            for device in dying:
+                loss = lost[device]
+                if oldest is not None and oldest <= loss.through_id:
+                    continue  # its last data are still in the spool: they go first
+                with self._lock:
+                    publishes.append(self._session.device_death(device, loss.ts_ms))
+                born.discard(device)
+                self.stats.device_deaths_total += 1
+                log.warning("device %s lost: DDEATH", device)
+        for device in self._last_values.device_ids():
+            if device in born or not self._last_values.ready(device):
+                continue
+            through = self._spool.last_id()  # read before the values, as in _publish_births
+            values = self._last_values.snapshot().get(device, {})
+            metrics = [self._birth_metric(n, last) for n, last in sorted(values.items())]
+            with self._lock:
+                publishes.append(self._session.device_birth(device, metrics, self._clock.now_ms()))
+            self._device_backlog[device] = through
+            self.stats.device_births_total += 1
+            log.info("device %s answers: DBIRTH", device)
+        tickets = [self._client.publish(p.topic, p.payload, p.qos, p.retain) for p in publishes]
+        for ticket in tickets:
+            ticket.wait(self._ack_timeout_s)
+        return bool(publishes)
 
     def _publish_births(self) -> None:
         assert self._client is not None
@@ -275,16 +374,17 @@ class SpoolPublisher:
         # The backlog boundary is read before the values: a record spooled in between is then
         # sent live (and perhaps twice, harmlessly) rather than hidden behind a stale birth.
         backlog_through = self._spool.last_id()
+        # Every device with all its values is born, a lost one too: the records spooled before
+        # its loss go out first, then its DDEATH (``_reconcile_devices``).
         devices = {
-            device: [
-                Metric(name, last.value, last.datatype, timestamp=last.ts_ms)
-                for name, last in sorted(values.items())
-            ]
+            device: [self._birth_metric(name, last) for name, last in sorted(values.items())]
             for device, values in self._last_values.snapshot().items()
+            if len(values) == len(self._last_values.specs(device))
         }
+        node_metrics = self._diagnostic_metrics(now_ms) + self._command_metrics()
         with self._lock:
             try:
-                publishes = self._session.births(self._diagnostic_metrics(now_ms), devices, now_ms)
+                publishes = self._session.births(node_metrics, devices, now_ms)
             except SessionError as exc:
                 log.info("births deferred: %s", exc)
                 self._births_pending = False
@@ -293,11 +393,13 @@ class SpoolPublisher:
         if all(t.wait(self._ack_timeout_s) for t in tickets):
             self._births_pending = False
             self._backlog_through_id = backlog_through
+            self._device_backlog = {}
             self.stats.born = True
             self.stats.births_total += 1
             self.stats.flushing = True
             log.info("births published (%d devices)", len(devices))
             self._resend_rolling_buffer(now_ms)
+            self._previous_births_ms = now_ms
 
     def _resend_rolling_buffer(self, now_ms: int) -> None:
         """Re-send, as history, what the broker acknowledged in the last rolling window.
@@ -311,8 +413,14 @@ class SpoolPublisher:
         # The window reaches back from when the flow last worked (the last PUBACK), not from
         # now: a host that died unnoticed is only detected later (its Will comes after up to
         # 1.5 x its keep-alive), and the restart that follows takes more time again.
+        # It also covers everything since the previous births (up to _RESEND_LIMIT_S): a new
+        # births means the host may have missed that whole period, e.g. when a restarted broker
+        # restored the host's retained online STATE before the host itself was back.
+        window_ms = round(self._rolling_window_s * 1000)
         last_flow_ms = min(now_ms, self._last_ack_ms or now_ms)
-        recent = self._spool.recently_sent(last_flow_ms - round(self._rolling_window_s * 1000))
+        since = min(last_flow_ms, self._previous_births_ms or now_ms) - window_ms
+        since = max(since, now_ms - round(_RESEND_LIMIT_S * 1000))
+        recent = self._spool.recently_sent(since)
         sent: list[PublishTicket] = []
         for message in self._pack(recent):
             message.historical = True
@@ -358,7 +466,8 @@ class SpoolPublisher:
         messages: list[_Message] = []
         open_by_device: dict[tuple[str | None, bool], _Message] = {}
         for record in records:
-            historical = record.id <= self._backlog_through_id
+            through = self._device_backlog.get(record.device_id or "", 0)
+            historical = record.id <= max(self._backlog_through_id, through)
             key = (record.device_id or None, historical)
             message = open_by_device.get(key)
             if message is None or message.values + record.value_count > self._values_per_message:
@@ -388,13 +497,13 @@ class SpoolPublisher:
             if message.historical:
                 self.stats.historical_values_total += message.values
         if acked:
-            self._spool.ack(acked, retain_s=self._rolling_window_s)
+            self._spool.ack(acked, retain_s=self._retain_s)
             self._last_ack_ms = self._clock.now_ms()
         return bool(acked)
 
     def _encode(self, message: _Message, *, poison_ack: bool = True) -> Publish | None:
         metrics = [
-            Metric(c.name, c.value, timestamp=c.ts_ms)
+            Metric(c.name, c.value, timestamp=c.ts_ms, properties=_quality(c.quality))
             for record in message.records
             for c in record.changes
         ]
@@ -406,6 +515,13 @@ class SpoolPublisher:
             except SessionError as exc:
                 if not self._session.is_born:
                     return None  # a rebirth or a disconnect came first
+                device = message.device_id
+                if (
+                    device is not None
+                    and device not in self._session.born_devices
+                    and device in self._last_values.device_ids()
+                ):
+                    return None  # a device between loss and DBIRTH: the next round births it
                 # Born, yet a record names a metric no birth declared: it can never be sent.
                 poison = [r.id for r in message.records if not self._sendable(r)]
                 log.error("dropping spool records %s: %s", poison, exc)

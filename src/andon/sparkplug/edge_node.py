@@ -374,10 +374,21 @@ class EdgeNodeSession:
         if state.online:
             if self._last_state_ts is not None and state.timestamp < self._last_state_ts:
                 return []  # an older session's birth: ignore
+            previous_online = self._last_online_ts
             self._last_state_ts = state.timestamp
             self._last_online_ts = state.timestamp
             self._host_online = True
             if self._connected and not self._node_born and not self._births_announced:
+                return [self._announce_births()]
+            if (
+                self._connected
+                and self._node_born
+                and previous_online is not None
+                and state.timestamp > previous_online
+            ):
+                # The host began a new session after our births. It may have missed what we
+                # sent meanwhile: a restarted broker restores the host's retained online STATE
+                # before the host itself is back. Birth again (the publisher re-sends history).
                 return [self._announce_births()]
             return []
         if self._last_online_ts is None or state.timestamp < self._last_online_ts:

@@ -166,6 +166,18 @@ def test_e05_older_online_state_is_ignored() -> None:
     assert not session.primary_host_online
 
 
+def test_e05_a_new_host_session_after_our_births_asks_for_births_again() -> None:
+    session = primary_session()
+    session.on_message(STATE, encode_state(True, 200), 3)
+    session.births(NODE_METRICS, DEVICES, 4)
+    # The same session's STATE again (e.g. retained, after our reconnect): nothing to do.
+    assert session.on_message(STATE, encode_state(True, 200), 5) == []
+    # A newer host session (a broker restored the old retained STATE before the host was
+    # back): the host may have missed what we sent since our births.
+    assert session.on_message(STATE, encode_state(True, 900), 6) == [BirthsRequired()]
+    assert not session.is_born
+
+
 def test_e06_offline_state_publishes_ndeath_and_moves_to_next_server() -> None:
     session = primary_session()
     session.on_message(STATE, encode_state(True, 200), 3)
