@@ -1,0 +1,173 @@
+"""``andon bench ingest``: Sparkplug DDATA through a real broker into the historian, end to end.
+
+A load generator process publishes DDATA (25 values per message, QoS 1) for a fixed time as fast
+as the broker acknowledges; ``andon server`` (its own process) ingests it. The figure is the
+number of values divided by the time from the first publish until the historian holds every one
+of them (counted: zero loss is checked, not assumed). In the same run, the same number of rows is
+written straight into a fresh database through the historian store (``write_batch``: COPY on
+PostgreSQL, executemany on SQLite): the database's own limit, and the ratio between the two.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from andon.bench.report import Figure
+from andon.mqtt.embedded_broker import BrokerProcess, EmbeddedNatsBroker
+from andon.storage.migrate import upgrade_database
+from andon.storage.store import open_historian_store
+from andon.storage.types import Sample
+from andon.testing.ports import free_port
+from andon.testing.processes import AndonProcess, http_get, wait_until, write_toml
+
+__all__ = ["database_limit", "run_ingest"]
+
+Progress = Callable[[str, float, float], None]
+
+
+@contextmanager
+def _fresh_database(url: str | None, work: Path, name: str) -> Iterator[str]:
+    """A new, empty database: a SQLite file, or a new database on the PostgreSQL server."""
+    if url is None or url.startswith("sqlite"):
+        yield f"sqlite:///{work / (name + '.db')}"
+        return
+    import psycopg  # only for CREATE/DROP DATABASE, which SQLAlchemy cannot run in a transaction
+
+    base, _, _db = url.rpartition("/")
+    admin_url = base.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
+    db_name = f"andon_bench_{name}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{db_name}"')
+    try:
+        yield f"{base}/{db_name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+def database_limit(url: str, values: int, tags: int, batch: int = 5000) -> float:
+    """Rows/s when ``values`` rows of ``tags`` tags go straight into the store, in batches."""
+    upgrade_database(url)
+    store = open_historian_store(url)
+    try:
+        base = time.time_ns() // 1_000_000
+        rows = [
+            Sample(f"Bench/Limit/D{t // 25:04d}/Value{t % 25:03d}", base + i // tags, float(i), 192,
+                   False, 10)
+            for i, t in ((i, i % tags) for i in range(values))
+        ]  # fmt: skip
+        started = time.monotonic()
+        for start in range(0, len(rows), batch):
+            store.write_batch(rows[start : start + batch])
+        return values / (time.monotonic() - started)
+    finally:
+        store.close()
+
+
+def run_ingest(
+    *,
+    database_url: str | None = None,
+    broker: str = "nats",
+    seconds: float = 60.0,
+    workdir: Path | None = None,
+    progress: Progress | None = None,
+) -> list[Figure]:
+    with tempfile.TemporaryDirectory(prefix="andon-bench-ingest-") as tmp:
+        work = workdir or Path(tmp)
+        broker_process: BrokerProcess
+        if broker == "mosquitto":
+            from andon.testing.brokers import MosquittoBroker
+
+            broker_process = MosquittoBroker(data_dir=work / "broker")
+        else:
+            broker_process = EmbeddedNatsBroker(work / "broker", mqtt_port=free_port())
+        broker_process.start()
+        try:
+            with _fresh_database(database_url, work, "ingest") as url:
+                result, elapsed = _ingest_run(url, broker_process.port, seconds, work, progress)
+            with _fresh_database(database_url, work, "limit") as limit_url:
+                limit = database_limit(limit_url, int(result["published_values"]),
+                                       int(result["tags"]))  # fmt: skip
+        finally:
+            broker_process.stop()
+    values = int(result["published_values"])
+    rate = values / elapsed
+    conditions: dict[str, object] = {
+        "values": values,
+        "tags": int(result["tags"]),
+        "values_per_message": 25,
+        "publish_s": round(result["seconds"], 1),
+        "until_stored_s": round(elapsed, 1),
+        "broker": broker,
+        "database": (database_url or "sqlite").split(":", 1)[0],
+        "lost": 0,
+    }
+    target = 200_000 if str(conditions["database"]).startswith("postgres") else 150_000
+    return [
+        Figure("ingest", "end-to-end ingest", rate, "values/s", f">= {target:,}", rate >= target,
+               limit=limit, conditions=conditions),
+        Figure("ingest", "ingest / database limit", rate / limit, "ratio", ">= 0.5",
+               rate / limit >= 0.5, conditions={"database_limit_rows_s": round(limit)}),
+    ]  # fmt: skip
+
+
+def _ingest_run(
+    url: str, mqtt_port: int, seconds: float, work: Path, progress: Progress | None
+) -> tuple[dict[str, float], float]:
+    http_port = free_port()
+    config = write_toml(
+        work / "server.toml",
+        {
+            "host_id": "andon-bench",
+            "database_url": url,
+            "http_port": http_port,
+            "mqtt": {"port": mqtt_port},
+        },
+    )
+    server = AndonProcess(["server", "--config", str(config)], work / "server.log", cwd=work)
+    server.start()
+    try:
+        wait_until(
+            lambda: http_get(f"http://127.0.0.1:{http_port}/api/v1/health")[0] == 200,
+            60.0,
+            "andon server healthy",
+            processes=[server],
+        )
+        started = time.monotonic()
+        loadgen = subprocess.run(
+            [sys.executable, "-m", "andon.bench.loadgen", "--port", str(mqtt_port),
+             "--seconds", str(seconds)],
+            capture_output=True, text=True, check=False, timeout=seconds + 120,
+        )  # fmt: skip
+        if loadgen.returncode != 0:
+            raise RuntimeError(f"load generator failed: {loadgen.stderr.strip()[-2000:]}")
+        result: dict[str, float] = json.loads(loadgen.stdout.strip().splitlines()[-1])
+        # Every published value, plus the births' values (one per tag, stamped before the data).
+        expected = int(result["published_values"]) + int(result["tags"])
+        store = open_historian_store(url)
+        try:
+            deadline = time.monotonic() + 600
+            while (stored := store.count()) < expected:
+                if time.monotonic() > deadline or not server.running:
+                    raise RuntimeError(
+                        f"only {stored:,} of {expected:,} values stored\n{server.describe()}"
+                    )
+                if progress is not None:
+                    progress("draining into the historian", stored, expected)
+                time.sleep(0.2)  # sampling a count, not waiting for a test condition
+            elapsed = time.monotonic() - started
+            if stored != expected:
+                raise RuntimeError(f"{stored:,} values stored for {expected:,} published")
+        finally:
+            store.close()
+        return result, elapsed
+    finally:
+        server.stop()

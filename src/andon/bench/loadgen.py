@@ -1,0 +1,129 @@
+"""A Sparkplug load generator: edge nodes publishing DDATA as fast as the broker acknowledges.
+
+Run as its own process (``python -m andon.bench.loadgen --port P --seconds S``) so that it does
+not share a GIL with the server it loads. Every value has its own (tag, timestamp), so the
+historian must end up holding exactly ``published_values`` rows. Prints one JSON line at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from andon.mqtt.interface import MqttEndpoint, PublishTicket, Will
+from andon.mqtt.paho_client import PahoBrokerClient
+from andon.sparkplug.edge_node import EdgeNodeSession
+from andon.sparkplug.model import DataType, Metric
+
+__all__ = ["generate_load", "main"]
+
+
+class _Connected:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def on_connected(self) -> None:
+        self.event.set()
+
+    def on_disconnected(self, reason: str) -> None:
+        self.event.clear()
+
+
+def generate_load(
+    port: int,
+    *,
+    group: str = "Bench",
+    node: str = "Load1",
+    devices: int = 20,
+    metrics_per_device: int = 25,
+    seconds: float = 60.0,
+    window: int = 200,
+    host: str = "127.0.0.1",
+) -> dict[str, float]:
+    """Publish for ``seconds``; returns published values, messages and the publish rate."""
+    session = EdgeNodeSession(group, node, bd_seq=None)
+    listener = _Connected()
+
+    def next_will() -> Will:
+        will = session.next_will(time.time_ns() // 1_000_000)
+        return Will(will.topic, will.payload, will.qos, will.retain)
+
+    client = PahoBrokerClient(
+        MqttEndpoint(host=host, port=port, client_id=f"andon-loadgen-{group}-{node}"),
+        on_message=lambda _topic, _payload: None,
+        listener=listener,
+        will_factory=next_will,
+    )
+    client.start()
+    if not listener.event.wait(15):
+        raise TimeoutError(f"no broker on {host}:{port}")
+    now = time.time_ns() // 1_000_000
+    session.on_connected(now)
+    names = [f"Value{m:03d}" for m in range(metrics_per_device)]
+    device_ids = [f"D{d:04d}" for d in range(devices)]
+    births = session.births(
+        [],
+        {d: [Metric(n, 0.0, DataType.DOUBLE, timestamp=now) for n in names] for d in device_ids},
+        now,
+    )
+    for publish in births:
+        client.publish(publish.topic, publish.payload, 1, False).wait(15)
+    # Data timestamps start after the births' and advance 1 ms per round of all devices, so
+    # every (tag, timestamp) is unique and the history count is exact.
+    base = now + 1
+    pending: collections.deque[PublishTicket] = collections.deque()
+    values = messages = 0
+    started = time.monotonic()
+    round_no = 0
+    while time.monotonic() - started < seconds:
+        ts = base + round_no
+        for device in device_ids:
+            metrics: Sequence[Metric] = [Metric(n, float(round_no), timestamp=ts) for n in names]
+            publish = session.data(device, metrics, ts)
+            pending.append(client.publish(publish.topic, publish.payload, 1, False))
+            values += metrics_per_device
+            messages += 1
+            if len(pending) >= window and not pending.popleft().wait(30):
+                raise RuntimeError("the broker stopped acknowledging")
+        round_no += 1
+    while pending:
+        if not pending.popleft().wait(30):
+            raise RuntimeError("the broker stopped acknowledging")
+    elapsed = time.monotonic() - started
+    death = session.death(time.time_ns() // 1_000_000)
+    client.publish(death.topic, death.payload, death.qos, False).wait(10)
+    client.stop()
+    return {
+        "published_values": values,
+        "messages": messages,
+        "seconds": elapsed,
+        "publish_rate": values / elapsed,
+        "tags": devices * metrics_per_device,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--devices", type=int, default=20)
+    parser.add_argument("--metrics", type=int, default=25)
+    parser.add_argument("--node", default="Load1")
+    args = parser.parse_args(argv)
+    result = generate_load(
+        args.port,
+        node=args.node,
+        devices=args.devices,
+        metrics_per_device=args.metrics,
+        seconds=args.seconds,
+    )
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
