@@ -13,9 +13,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from andon.server.edge_registry import EdgeRegistry
 from andon.server.live_tags import LiveTagTable, LiveUpdate
@@ -44,17 +44,6 @@ _SPOOL_PREFIX = "Andon/Spool/"
 _DATATYPE_CODES: dict[object, int] = {datatype: int(datatype) for datatype in DataType}
 _QUALITY_CODES: dict[object, int] = {quality: int(quality) for quality in Quality}
 _QUALITY_NAMES: dict[object, str] = {quality: quality.name for quality in Quality}
-
-# Sample is a frozen, slotted dataclass: its generated __init__ assigns each field through
-# object.__setattr__ (about 1 us for six fields, per value). The ingest fills the slots through
-# their descriptors instead: same class and values. Only when the fields are the ones expected
-# (else the plain constructor is used).
-_SAMPLE_FIELDS = ("tag", "ts_ms", "value", "quality", "is_historical", "datatype")
-_SAMPLE_SETTERS: tuple[Any, ...] | None = (
-    tuple(getattr(Sample, name).__set__ for name in _SAMPLE_FIELDS)
-    if tuple(f.name for f in fields(Sample)) == _SAMPLE_FIELDS
-    else None
-)
 
 
 class SampleSink(Protocol):
@@ -99,7 +88,10 @@ class SparkplugIngest:
         historical_updates_live: bool = False,
         timer_interval_s: float = 0.1,
         max_future_ms: int = 300_000,
+        derive: Callable[[Sequence[Sample]], None] | None = None,
     ) -> None:
+        #: The MES service's ``offer``: live and historical samples alike (order-independent).
+        self._derive = derive
         self._max_future_ms = max_future_ms
         self._links: list[HostLink] = []
         self._live = live_tags
@@ -231,7 +223,7 @@ class SparkplugIngest:
             elif isinstance(action, Problem):
                 self._on_problem(action)
 
-    def _on_metrics(self, action: MetricsReceived) -> None:  # noqa: PLR0915 (one hot loop)
+    def _on_metrics(self, action: MetricsReceived) -> None:
         samples: list[Sample] = []
         live: list[LiveUpdate] = []
         group, node, device = action.group_id, action.edge_node_id, action.device_id
@@ -240,9 +232,6 @@ class SparkplugIngest:
         updates_live = self._historical_updates_live
         datatype_codes = _DATATYPE_CODES
         quality_codes = _QUALITY_CODES
-        setters = _SAMPLE_SETTERS
-        set_tag, set_ts, set_value, set_quality, set_historical, set_datatype = setters or (0,) * 6
-        new = object.__new__
         add_sample = samples.append
         historical = future = 0
         future_limit = action.receive_ms + self._max_future_ms
@@ -263,19 +252,11 @@ class SparkplugIngest:
                 if isinstance(value, tuple):
                     value = repr(list(value))  # arrays are kept as their text form in history
                 quality = quality_codes.get(metric.quality, metric.quality)
-                if setters is None:
-                    sample = Sample(
+                add_sample(
+                    Sample(
                         path, metric.timestamp_ms, value, quality, metric.is_historical, datatype
                     )
-                else:
-                    sample = new(Sample)
-                    set_tag(sample, path)
-                    set_ts(sample, metric.timestamp_ms)
-                    set_value(sample, value)
-                    set_quality(sample, quality)
-                    set_historical(sample, metric.is_historical)
-                    set_datatype(sample, datatype)
-                add_sample(sample)
+                )
             if metric.is_historical:
                 historical += 1
                 if not updates_live:
@@ -286,12 +267,12 @@ class SparkplugIngest:
                 continue
             live.append(
                 LiveUpdate(
-                    path=path,
-                    value=metric.value,
-                    datatype=datatype,
-                    quality=_QUALITY_NAMES.get(metric.quality) or Quality(metric.quality).name,
-                    source_ts_ms=metric.timestamp_ms,
-                    receive_ts_ms=action.receive_ms,
+                    path,
+                    metric.value,
+                    datatype,
+                    _QUALITY_NAMES.get(metric.quality) or Quality(metric.quality).name,
+                    metric.timestamp_ms,
+                    action.receive_ms,
                 )
             )
         self.stats.historical_values_total += historical
@@ -311,6 +292,10 @@ class SparkplugIngest:
         if samples:
             # Blocks while the historian's queue is full: back-pressure, never a drop.
             self._history.submit(samples)
+            if self._derive is not None:
+                # After the samples: the writer commits them first, so derived records never
+                # exist without the history they come from (see mes_recovery).
+                self._derive(samples)
         if live:
             self._live.apply(live)
 

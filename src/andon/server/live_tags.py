@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 __all__ = ["LiveTag", "LiveTagTable", "LiveUpdate"]
 
 
-@dataclass(frozen=True, slots=True)
-class LiveTag:
+class LiveTag(NamedTuple):
     path: str
     value: bool | int | float | str | bytes | tuple[object, ...] | None
     datatype: int
@@ -29,8 +28,7 @@ class LiveTag:
         return self.quality == "STALE" or not self.online
 
 
-@dataclass(frozen=True, slots=True)
-class LiveUpdate:
+class LiveUpdate(NamedTuple):
     path: str
     value: bool | int | float | str | bytes | tuple[object, ...] | None
     datatype: int
@@ -60,14 +58,7 @@ class LiveTagTable:
                 held = self._tags.get(update.path)
                 if held is not None and update.source_ts_ms < held.source_ts_ms:
                     continue
-                tag = LiveTag(
-                    path=update.path,
-                    value=update.value,
-                    datatype=update.datatype,
-                    quality=update.quality,
-                    source_ts_ms=update.source_ts_ms,
-                    receive_ts_ms=update.receive_ts_ms,
-                )
+                tag = LiveTag(*update)  # same fields in the same order, online=True
                 self._tags[update.path] = tag
                 changed.append(tag)
             if changed:
@@ -88,7 +79,7 @@ class LiveTagTable:
             for path, tag in self._tags.items():
                 in_scope = path in wanted if wanted is not None else path.startswith(prefix + "/")
                 if in_scope and not tag.stale:
-                    stale = replace(tag, quality="STALE", online=False, receive_ts_ms=at_ms)
+                    stale = tag._replace(quality="STALE", online=False, receive_ts_ms=at_ms)
                     self._tags[path] = stale
                     changed.append(stale)
             if changed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from andon.sparkplug.actions import Disconnect, Problem, Publish
 from andon.sparkplug.model import DataType, MetricValue, Quality
@@ -21,13 +22,13 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class ReceivedMetric:
+class ReceivedMetric(NamedTuple):
     """One metric value, resolved against its birth (name and datatype always known).
 
     ``timestamp_ms`` is the metric's own timestamp, else the payload's, else the receive time.
     ``is_historical`` values must not overwrite the live value (policy is the adapter's:
     ``HostApplicationSession.historical_updates_live``); ``is_transient`` ones are not historized.
+    A named tuple: one is built per received value, and a tuple is cheap to create.
     """
 
     name: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["HistoryBucket", "QuarantinedSample", "Sample", "SampleValue", "TagInfo"]
 
@@ -11,14 +12,16 @@ __all__ = ["HistoryBucket", "QuarantinedSample", "Sample", "SampleValue", "TagIn
 SampleValue = bool | int | float | str | bytes | None
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     """One value of one tag at one instant.
 
     ``tag`` is the full tag path ``<group>/<edge node>/<device>/<metric name>`` (device omitted
     for node metrics). ``ts_ms`` is the source timestamp in UTC milliseconds. The historian is
     idempotent on ``(tag, ts_ms)``: a second sample with the same key is ignored.
     ``datatype`` is the Sparkplug datatype code, used when the tag is first seen.
+
+    A named tuple rather than a dataclass: one is built per value on the ingest hot path, and a
+    tuple is several times cheaper to create than a frozen dataclass.
     """
 
     tag: str
