@@ -138,7 +138,13 @@ class HostApplicationSession:
         return Publish(self.state_topic, encode_state(True, self.session_timestamp), 1, True)
 
     def shutdown(self, now_ms: int) -> Publish:
-        """STATE offline with the current time, to publish before DISCONNECT."""
+        """STATE offline with the current time, to publish before DISCONNECT.
+
+        Ends the session: our own offline STATE, echoed back by the broker, must not be taken
+        for another client declaring us offline (which would republish the birth, H-05, and
+        leave a stopped host retained as online).
+        """
+        self.session_timestamp = None
         return Publish(self.state_topic, encode_state(False, now_ms), qos=1, retain=True)
 
     # -- views --------------------------------------------------------------------------------

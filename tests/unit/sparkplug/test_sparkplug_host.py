@@ -117,6 +117,13 @@ def test_h05_v4_mode_reconnects_with_a_new_timestamp() -> None:
     assert decode_state(host.birth().payload).timestamp == 5000
 
 
+def test_h06_our_own_offline_state_echoed_after_shutdown_is_not_answered() -> None:
+    host = HostApplicationSession("host")
+    host.connect(1000)
+    offline = host.shutdown(2000)
+    assert host.on_message(offline.topic, offline.payload, 2001) == []
+
+
 def test_h06_shutdown_publishes_offline_with_current_time() -> None:
     host = HostApplicationSession("host")
     host.connect(1)
