@@ -291,7 +291,7 @@ def test_stop_during_an_outage_spools_everything_and_the_next_writer_drains_it(
     assert successor.stats().spool_batches == 0
 
 
-def test_poison_samples_in_spooled_batches_are_quarantined_and_the_rest_written(
+def test_s08_poison_samples_in_spooled_batches_are_quarantined_and_the_rest_written(
     tmp_path: Path,
 ) -> None:
     store = SwitchStore()

@@ -88,7 +88,7 @@ def proxied_postgres(postgres_url: str) -> Iterator[tuple[TcpProxy, HistorianSto
 
 
 @pytest.mark.postgres
-def test_postgres_outage_spools_to_disk_and_everything_arrives_once_in_order(
+def test_s08_postgres_outage_spools_to_disk_and_everything_arrives_once_in_order(
     proxied_postgres: tuple[TcpProxy, HistorianStore], tmp_path: Path
 ) -> None:
     proxy, store = proxied_postgres
