@@ -8,10 +8,14 @@ piece keeps its data in one directory, so a second run resumes where the first s
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 from pathlib import Path
 
+from andon.domain.users import Role
 from andon.edge.agent import EdgeAgent
 from andon.mqtt.embedded_broker import EmbeddedNatsBroker
+from andon.server.auth import UserService
 from andon.server.mes_server import MesServer
 from andon.settings import (
     EdgeSettings,
@@ -21,7 +25,16 @@ from andon.settings import (
     SpoolSettings,
 )
 
-__all__ = ["DEMO_GROUP", "DEMO_HOST_ID", "DEMO_LINES", "DemoPlant"]
+__all__ = [
+    "DEMO_GROUP",
+    "DEMO_HOST_ID",
+    "DEMO_LINES",
+    "DEMO_USERS",
+    "DemoPlant",
+    "demo_plant_file",
+    "ensure_demo_users",
+    "read_credentials",
+]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +42,54 @@ DEMO_GROUP = "DemoPlant"
 DEMO_HOST_ID = "andon-demo"
 #: One edge agent per line, as in the per-cabinet architecture (A3).
 DEMO_LINES = ("Line1", "Line2")
+#: Users the demo creates on its first run, with random passwords kept in credentials.txt.
+DEMO_USERS = (("admin", Role.ADMIN), ("operator", Role.OPERATOR))
+
+
+def demo_plant_file() -> Path:
+    """examples/plant.toml: inside the installed package (pyproject force-include) or, in a
+    source checkout, at the repository root."""
+    import andon
+
+    packaged = Path(andon.__file__).resolve().parent / "examples" / "plant.toml"
+    if packaged.is_file():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "examples" / "plant.toml"
+
+
+def read_credentials(path: Path) -> dict[str, str]:
+    """``username password`` per line, as ``ensure_demo_users`` writes them."""
+    found: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            name, _, password = line.strip().partition(" ")
+            if name and password:
+                found[name] = password
+    return found
+
+
+def ensure_demo_users(users: UserService, path: Path) -> list[tuple[str, str]]:
+    """The demo's (username, password) pairs; created on the first run, reused later.
+
+    The file is created with mode 0600 before anything is written to it. If it was deleted
+    while the users remain, their passwords are reset so the banner is always true.
+    """
+    known = read_credentials(path)
+    pairs: list[tuple[str, str]] = []
+    for name, role in DEMO_USERS:
+        password = known.get(name) or secrets.token_urlsafe(12)
+        user = users.repository.get_user(name)
+        if user is None:
+            users.create_user("demo", name, password, role, name.capitalize(), "demo setup")
+        elif name not in known:
+            users.change_password("demo", name, password, "demo credentials file recreated")
+        pairs.append((name, password))
+    if dict(pairs) != known:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.writelines(f"{name} {password}\n" for name, password in pairs)
+    os.chmod(path, 0o600)  # also when an older file had looser permissions
+    return pairs
 
 
 class DemoPlant:
@@ -43,6 +104,7 @@ class DemoPlant:
                 database_url=f"sqlite:///{(directory / 'andon.db').resolve()}",
                 http_port=http_port,
                 mqtt=mqtt,
+                plant_file=demo_plant_file(),
             )
         )
         self.edges = [
@@ -59,6 +121,8 @@ class DemoPlant:
             )
             for index, line in enumerate(DEMO_LINES)
         ]
+        self.credentials_path = directory / "credentials.txt"
+        self.credentials = ensure_demo_users(self.server.users, self.credentials_path)
 
     def start(self) -> None:
         self.broker.start()

@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from andon.edge.sources.config import FieldError, ModbusDeviceConfig, OpcUaDeviceConfig
 
 __all__ = [
     "EdgeSettings",
@@ -157,6 +159,33 @@ class EdgeSettings(BaseSettings):
     simulator: SimulatorSettings = Field(
         default_factory=SimulatorSettings, description="Built-in simulator."
     )
+    opcua: list[OpcUaDeviceConfig] = Field(
+        default_factory=list,
+        description=(
+            "OPC UA devices, one `[[opcua]]` table each with endpoint, security and "
+            "`[[opcua.tags]]` (see README, Sources: OPC UA and Modbus TCP)."
+        ),
+    )
+    modbus: list[ModbusDeviceConfig] = Field(
+        default_factory=list,
+        description=(
+            "Modbus TCP devices, one `[[modbus]]` table each with host, unit_id and "
+            "`[[modbus.tags]]` (see README, Sources: OPC UA and Modbus TCP)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> EdgeSettings:
+        seen: set[str] = set()
+        named: list[tuple[str, int, str]] = [
+            *(("opcua", i, d.device) for i, d in enumerate(self.opcua)),
+            *(("modbus", i, d.device) for i, d in enumerate(self.modbus)),
+        ]
+        for kind, index, device in named:
+            if device in seen:
+                raise FieldError([kind, index, "device"], f"device {device!r} is declared twice")
+            seen.add(device)
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -213,7 +242,7 @@ class ServerSettings(BaseSettings):
         2000, description="How long a seq gap may stay open before a rebirth is requested."
     )
     historian_queue_capacity: int = Field(
-        200_000,
+        100_000,
         description=(
             "Samples waiting for the historian writer; when full, ingest waits (back-pressure) "
             "rather than dropping."
@@ -233,7 +262,50 @@ class ServerSettings(BaseSettings):
         description="Largest historian spool; when full, ingest waits (nothing is dropped).",
     )
     ingest_queue_capacity: int = Field(
-        10_000, description="Received MQTT messages waiting for decoding (bounded)."
+        500,
+        description=(
+            "Received MQTT messages waiting for decoding (bounded). Messages are acknowledged "
+            "to the broker once queued, so this queue and the historian's must drain well "
+            "within the edges' rolling_window_s for a kill -9 of the server to lose nothing."
+        ),
+    )
+    max_clock_skew_s: float = Field(
+        300.0,
+        description=(
+            "A value stamped further ahead of this server's clock is historised but not shown "
+            "live, and counted (future_timestamp): it would otherwise hide every later value."
+        ),
+    )
+    session_ttl_hours: float = Field(
+        12.0, description="How long a web UI login (session cookie) lasts, in hours."
+    )
+    token_ttl_days: float = Field(
+        90.0,
+        description=(
+            "Lifetime of API bearer tokens from POST /api/v1/auth/token and `andon user token`."
+        ),
+    )
+    metrics_require_login: bool = Field(
+        False,
+        description=(
+            "Require a login for /metrics too (off: Prometheus scrapers usually carry no token)."
+        ),
+    )
+    plant_file: Path | None = Field(
+        None,
+        description=(
+            "Plant file (TOML, see examples/plant.toml): assets, tag bindings, state codes, "
+            "reasons, items and rates, shift calendars, orders and runs. Loaded and checked at "
+            "start and stored in the database; without it the MES derives nothing (the "
+            "historian still records every tag)."
+        ),
+    )
+    initial_admin_password: SecretStr | None = Field(
+        None,
+        description=(
+            "If set and the database has no user yet, user `admin` is created with this "
+            "password at start (for containers). Never logged; prefer the environment variable."
+        ),
     )
 
     @classmethod
@@ -274,17 +346,18 @@ def load_settings(
     """
     from pydantic import ValidationError
 
+    from andon.edge.sources.config import describe_validation_error
+
     token = _CONFIG_FILE.set(config_file)
     try:
         return cls(**overrides)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{config_file}: not valid TOML: {exc}") from exc
     except ValidationError as exc:
-        where = f"{config_file}: " if config_file else ""
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ValueError(f"{where}invalid settings: {problems}") from exc
+        # One line per problem, naming the file, the line and the field.
+        raise ValueError(
+            "invalid settings:\n" + describe_validation_error(exc, config_file)
+        ) from exc
     finally:
         _CONFIG_FILE.reset(token)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
+from andon.domain.users import Role
 from andon.mqtt.interface import MqttEndpoint
 from andon.mqtt.paho_client import PahoBrokerClient
 from andon.server.edge_registry import PROBLEM_KINDS
@@ -36,6 +36,7 @@ from andon.sparkplug.actions import Publish
 from andon.sparkplug.codec import decode_payload, encode_payload
 from andon.sparkplug.edge_node import REBIRTH_METRIC, BirthsRequired, EdgeNodeSession
 from andon.sparkplug.model import DataType, Metric, Payload
+from andon.testing.auth import authenticated_client
 from andon.testing.brokers import MosquittoBroker
 
 pytestmark = [pytest.mark.integration, pytest.mark.mosquitto]
@@ -82,7 +83,7 @@ class Rig:
         self.server = server
         self.client = client
         self.observer = observer
-        self.http = TestClient(server.api)
+        self.http = authenticated_client(server.api, Role.OPERATOR)
         self.offered: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self._ids = itertools.count(1)
 

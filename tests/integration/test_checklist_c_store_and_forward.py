@@ -31,12 +31,13 @@ from _sandf_rig import (
     start_server,
     wait_for,
 )
-from fastapi.testclient import TestClient
 
+from andon.domain.users import Role
 from andon.edge.agent import EdgeAgent
 from andon.edge.spool import StoreAndForwardSpool
 from andon.server.mes_server import MesServer
 from andon.sparkplug.topic import MessageType
+from andon.testing.auth import authenticated_client
 from andon.testing.brokers import MosquittoBroker
 from andon.testing.clock import SystemClock
 from andon.testing.processes import (
@@ -363,7 +364,7 @@ def _assert_limit_drops(
         assert agent.poller.errors_total == 0
         server = start_server(server_settings(tmp_path, broker.port))
         wait_for(lambda: agent.publisher.stats.births_total >= 1, "no births")
-        http = TestClient(server.api)
+        http = authenticated_client(server.api, Role.OPERATOR)
 
         def reported() -> int:
             assert server is not None

@@ -16,9 +16,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from andon.demo import DEMO_GROUP, DEMO_LINES
+from andon.demo import DEMO_GROUP, DEMO_LINES, read_credentials
 from andon.edge.sources.simulator import demo_plant
 from andon.storage.store import open_historian_store
+from andon.testing.http_auth import forget_token, login, register_token
 from andon.testing.ports import free_port
 from andon.testing.processes import AndonProcess, http_get, http_get_json, wait_until
 
@@ -64,7 +65,48 @@ def _start_demo(
     )
     processes.append(demo)
     demo.start()
-    return demo, f"http://127.0.0.1:{http_port}"
+    base_url = f"http://127.0.0.1:{http_port}"
+    credentials = demo_dir / "credentials.txt"
+    # The demo writes its users' passwords before it serves; log in as its operator as soon
+    # as the API answers, then every http_get to it carries the token.
+    wait_until(
+        lambda: credentials.exists() and http_get(f"{base_url}/api/v1/health", 2.0)[0] != 0,
+        30.0,
+        "andon demo did not write credentials.txt and serve its API",
+        processes=[demo],
+    )
+    password = read_credentials(credentials)["operator"]
+    register_token(base_url, login(base_url, "operator", password))
+    return demo, base_url
+
+
+def _page_with_session(base_url: str, path: str, password: str) -> tuple[int, str]:
+    """A page through the browser's way in: the login form, then the session cookie."""
+    import http.cookiejar
+    import urllib.parse
+    import urllib.request
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    form = urllib.parse.urlencode({"username": "admin", "password": password}).encode()
+    with opener.open(f"{base_url}/login?next={urllib.parse.quote(path)}", data=form) as response:
+        # urllib followed the 303 to ``next`` with the cookie the login set.
+        assert response.url == f"{base_url}{path}", response.url
+        return int(response.status), response.read().decode("utf-8")
+
+
+def _check_logins(base_url: str, credentials: Path) -> str:
+    """credentials.txt is private and its admin logs in through the form; the page."""
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    known = read_credentials(credentials)
+    assert set(known) == {"admin", "operator"}
+    status, page = http_get(f"{base_url}/", token="")  # no login: redirected to the form
+    assert status == 200
+    assert 'name="password"' in page
+    status, page = _page_with_session(base_url, "/", known["admin"])
+    assert status == 200, page[:500]
+    assert "Log out" in page
+    return page
 
 
 def _machines_with_values(base_url: str) -> set[str]:
@@ -120,8 +162,9 @@ def test_demo_runs_the_plant_stops_by_itself_and_keeps_its_data(
         processes=[demo],
     )
     assert seen == MACHINES
-    status, page = http_get(f"{base_url}/")
-    assert status == 200, page[:500]
+    credentials = demo_dir / "credentials.txt"
+    first_credentials = read_credentials(credentials)
+    page = _check_logins(base_url, credentials)
     assert all(machine in page for machine in MACHINES), f"machines page lacks machines\n{page}"
     online = wait_until(
         lambda: (nodes := _online_edges(base_url)) == set(DEMO_LINES) and nodes,
@@ -131,6 +174,10 @@ def test_demo_runs_the_plant_stops_by_itself_and_keeps_its_data(
     )
     assert online == set(DEMO_LINES)
     first_elapsed = _wait_exit(demo, started, 20.0)
+    banner = (tmp_path / "demo-1.log").read_text(encoding="utf-8")
+    assert f"log in as      : admin / {first_credentials['admin']}" in banner
+    assert f"log in as      : operator / {first_credentials['operator']}" in banner
+    forget_token(base_url)
 
     store = open_historian_store(f"sqlite:///{demo_dir / 'andon.db'}")
     try:
@@ -155,6 +202,8 @@ def test_demo_runs_the_plant_stops_by_itself_and_keeps_its_data(
     )
     assert served == first_history, "the second run does not serve the first run's history"
     second_elapsed = _wait_exit(demo, started, 8.0)
+    forget_token(base_url)
+    assert read_credentials(credentials) == first_credentials, "the second run made new users"
 
     store = open_historian_store(f"sqlite:///{demo_dir / 'andon.db'}")
     try:

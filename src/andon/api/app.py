@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from andon import __version__
-from andon.api import edges, health, tags
+from andon.api import auth, edges, health, mes, tags, users
+from andon.api.auth import current_user
 from andon.api.context import ApiContext
 
-__all__ = ["create_app"]
+__all__ = ["OPEN_PATHS", "create_app"]
+
+#: The only /api/v1 paths answered without a login: a health probe and the login itself.
+OPEN_PATHS = frozenset({"/api/v1/health", "/api/v1/auth/token"})
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -17,11 +21,20 @@ def create_app(context: ApiContext) -> FastAPI:
     app = FastAPI(
         title="Andon",
         version=__version__,
-        description="Andon MES: live tags, history, edge diagnostics.",
+        description=(
+            "Andon MES: live tags, history, edge diagnostics, users and audit trail. "
+            "Log in with POST /api/v1/auth/token and send `Authorization: Bearer <token>`."
+        ),
     )
     app.state.context = context
+    login = [Depends(current_user)]
     app.include_router(health.router)
-    app.include_router(tags.router)
-    app.include_router(edges.router)
+    app.include_router(auth.router)
+    # Reads need any logged-in user; writes check their role inside each router.
+    app.include_router(tags.router, dependencies=login)
+    app.include_router(edges.router, dependencies=login)
+    app.include_router(users.users_router, dependencies=login)
+    app.include_router(users.audit_router, dependencies=login)
+    app.include_router(mes.router, dependencies=login)
     mount_web(app)
     return app

@@ -6,8 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from andon.server.auth import UserService
 from andon.server.edge_registry import EdgeRegistry
 from andon.server.live_tags import LiveTagTable
+from andon.server.mes_queries import MesQueries
 from andon.storage.types import HistoryBucket, Sample, TagInfo
 
 __all__ = ["ApiContext", "HistoryReader"]
@@ -34,6 +36,12 @@ class ApiContext:
     health: Callable[[], dict[str, dict[str, Any]]]
     #: Renders the Prometheus exposition text.
     metrics_text: Callable[[], bytes]
+    #: Users, logins and tokens; every /api/v1 endpoint but health and login needs one.
+    users: UserService
     site_name: str = "Plant"
     #: Device ids in display order, grouped by line, for the machines page.
     lines: Sequence[tuple[str, Sequence[str]]] = field(default_factory=tuple)
+    #: Off by default: Prometheus scrapers usually carry no token.
+    metrics_require_login: bool = False
+    #: MES reads (assets, states, OEE, Pareto, runs); None when no plant file is loaded.
+    mes: MesQueries | None = None

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from andon import __version__
+from andon.api.auth import current_user
 from andon.api.context import ApiContext
 from andon.api.schemas import HealthOut
 
@@ -31,4 +32,6 @@ def health(request: Request) -> JSONResponse:
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def metrics(request: Request) -> Response:
     ctx: ApiContext = request.app.state.context
+    if ctx.metrics_require_login:
+        current_user(request)  # raises 401
     return Response(ctx.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 __all__ = [
+    "AuditEntryOut",
     "DeviceOut",
     "EdgeNodeOut",
     "HealthOut",
@@ -14,6 +15,11 @@ __all__ = [
     "HistoryOut",
     "HistorySampleOut",
     "LiveTagOut",
+    "LoginIn",
+    "TokenOut",
+    "UserCreateIn",
+    "UserOut",
+    "UserPatchIn",
 ]
 
 
@@ -83,3 +89,57 @@ class HealthOut(BaseModel):
     status: str = Field(description="ok when every component is ok, else degraded")
     version: str
     components: dict[str, dict[str, Any]]
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(max_length=64)
+    # SecretStr: a validation error or a debug log of the model never shows the password.
+    password: SecretStr = Field(max_length=1024)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = Field("bearer", description="Send as `Authorization: Bearer <token>`")
+    expires_at: str = Field(description="ISO 8601 UTC")
+    role: str
+
+
+class UserOut(BaseModel):
+    username: str
+    role: str = Field(description="operator, supervisor, engineer or admin")
+    display_name: str
+    disabled: bool
+    created_at: str
+
+
+class UserCreateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(max_length=64)
+    password: SecretStr = Field(max_length=1024)
+    role: str = Field(description="operator, supervisor, engineer or admin")
+    display_name: str = Field("", max_length=200)
+    comment: str = Field("", max_length=2000, description="Why; kept in the audit trail")
+
+
+class UserPatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: str | None = None
+    disabled: bool | None = None
+    password: SecretStr | None = Field(None, max_length=1024)
+    comment: str = Field("", max_length=2000, description="Why; kept in the audit trail")
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    at: str = Field(description="ISO 8601 UTC")
+    username: str = Field(description="Who made the change")
+    action: str
+    entity: str
+    entity_id: str
+    before: Any
+    after: Any
+    comment: str

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from andon.bench.report import Figure
 from andon.mqtt.embedded_broker import BrokerProcess, EmbeddedNatsBroker
+from andon.storage.admin import create_postgres_database, drop_postgres_database
 from andon.storage.migrate import upgrade_database
 from andon.storage.store import open_historian_store
 from andon.storage.types import Sample
@@ -39,18 +40,12 @@ def _fresh_database(url: str | None, work: Path, name: str) -> Iterator[str]:
     if url is None or url.startswith("sqlite"):
         yield f"sqlite:///{work / (name + '.db')}"
         return
-    import psycopg  # only for CREATE/DROP DATABASE, which SQLAlchemy cannot run in a transaction
-
-    base, _, _db = url.rpartition("/")
-    admin_url = base.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
     db_name = f"andon_bench_{name}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{db_name}"')
+    created = create_postgres_database(url, db_name)
     try:
-        yield f"{base}/{db_name}"
+        yield created
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        drop_postgres_database(url, db_name)
 
 
 def database_limit(url: str, values: int, tags: int, batch: int = 5000) -> float:

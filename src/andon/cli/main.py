@@ -25,7 +25,9 @@ bench_app = typer.Typer(
     help="Measure performance figures (DESIGN.md §9) on this machine.", no_args_is_help=True
 )
 edge_app = typer.Typer(help="The edge agent.", no_args_is_help=True, invoke_without_command=True)
+user_app = typer.Typer(help="Users, roles and API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
 app.add_typer(bench_app, name="bench")
 
 ConfigOption = Annotated[
@@ -53,6 +55,9 @@ def _wait_for_stop(duration: float | None) -> None:
 
     def _on_signal(signum: int, _frame: object) -> None:
         stop.set()
+        # A second Ctrl-C (or SIGTERM) ends the process at once, should the clean stop hang.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
@@ -81,9 +86,14 @@ def demo(
     except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
         _fail(str(exc))
         return
+    logins = "".join(
+        f"  log in as      : {name} / {password}\n" for name, password in plant.credentials
+    )
     typer.echo(
         f"Andon demo running.\n"
         f"  web UI and API : http://127.0.0.1:{http_port}/  (OpenAPI at /docs)\n"
+        f"{logins}"
+        f"  (passwords kept in {plant.credentials_path.resolve()})\n"
         f"  MQTT broker    : mqtt://127.0.0.1:{mqtt_port}  (Sparkplug B, any client)\n"
         f"  data           : {directory.resolve()}\n"
         f"Press Ctrl-C to stop."
@@ -163,6 +173,29 @@ def edge_status(ctx: typer.Context) -> None:
         typer.echo(f"{key:24} {value}")
 
 
+@edge_app.command("discover")
+def edge_discover(
+    endpoint: Annotated[str, typer.Argument(help="OPC UA server, opc.tcp://host:port/path")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the TOML here (default: stdout)")
+    ] = None,
+    depth: Annotated[int, typer.Option(help="How deep to browse below each object")] = 6,
+) -> None:
+    """Browse an OPC UA server and write a tag configuration ([[opcua]] tables) to review."""
+    from andon.edge.sources.opcua_discover import discover
+
+    try:
+        text = discover(endpoint, depth=depth)
+    except Exception as exc:  # unreachable server, refused session: say so, no traceback
+        _fail(f"cannot browse {endpoint}: {exc or type(exc).__name__}")
+        return
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}; review it, then add it to the edge configuration")
+
+
 app.add_typer(edge_app, name="edge")
 
 
@@ -227,6 +260,123 @@ def settings_doc(
     sys.stdout.write(render_settings_reference())
 
 
+PasswordStdinOption = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin",
+        help="Read the password from the first line of stdin (for scripts); otherwise a "
+        "hidden prompt asks for it. There is no --password: it would land in shell history.",
+    ),
+]
+
+
+def _user_service(config: Path | None) -> Any:
+    from andon.server.auth import UserService
+    from andon.settings import ServerSettings, load_settings
+    from andon.storage.migrate import upgrade_database
+    from andon.storage.users import UserRepository
+
+    settings = load_settings(ServerSettings, config)
+    upgrade_database(settings.database_url)
+    return UserService(
+        UserRepository(settings.database_url),
+        token_ttl_ms=round(settings.token_ttl_days * 86_400_000),
+    )
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+def _cli_actor() -> str:
+    """Audit name of a CLI change: whoever has shell access to the server's configuration."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@user_app.command("add")
+def user_add(
+    username: Annotated[str, typer.Argument(help="Login name (lower case)")],
+    role: Annotated[str, typer.Option(help="operator, supervisor, engineer or admin")],
+    display_name: Annotated[str, typer.Option(help="Name shown in the UI")] = "",
+    password_stdin: PasswordStdinOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Create a user with a role."""
+    from andon.domain.errors import DomainError
+    from andon.domain.users import Role
+
+    try:
+        service = _user_service(config)
+        parsed = Role.parse(role)
+        password = _read_password(password_stdin)
+        user = service.create_user(_cli_actor(), username, password, parsed, display_name)
+    except (OSError, ValueError, RuntimeError) as exc:  # DomainError is a ValueError
+        _fail(str(exc) if isinstance(exc, DomainError) else f"cannot add user: {exc}")
+        return
+    typer.echo(f"User {user.username} created with role {user.role.value}.")
+
+
+@user_app.command("list")
+def user_list(config: ConfigOption = None) -> None:
+    """Every user with role and status."""
+    try:
+        users = _user_service(config).repository.list_users()
+    except (OSError, ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+        return
+    for user in users:
+        status = "disabled" if user.disabled else "active"
+        typer.echo(f"{user.username:24} {user.role.value:11} {status:9} {user.display_name}")
+
+
+@user_app.command("passwd")
+def user_passwd(
+    username: Annotated[str, typer.Argument(help="Whose password")],
+    password_stdin: PasswordStdinOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Set a new password; every session and token of the user ends."""
+    try:
+        service = _user_service(config)
+        service.change_password(_cli_actor(), username, _read_password(password_stdin))
+    except (OSError, ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"Password of {username} changed; their sessions and tokens were revoked.")
+
+
+@user_app.command("token")
+def user_token(
+    username: Annotated[str, typer.Argument(help="Whose token")],
+    ttl_days: Annotated[
+        float | None, typer.Option(help="Lifetime (default: the token_ttl_days setting)")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print a new API token for scripts (send it as `Authorization: Bearer <token>`)."""
+    try:
+        service = _user_service(config)
+        user = service.repository.get_user(username)
+        if user is None or user.disabled:
+            _fail(f"no active user {username!r}")
+            return
+        ttl_ms = None if ttl_days is None else round(ttl_days * 86_400_000)
+        issued = service.issue(user, "api", ttl_ms)
+    except (OSError, ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+        return
+    # Only the token on stdout, so `TOKEN=$(andon user token x)` works.
+    sys.stdout.write(issued.token + "\n")
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
 
 
@@ -276,6 +426,56 @@ def bench_replay(
                 progress=report,
             )
     except (OSError, RuntimeError, TimeoutError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    _print_figures(list(figures), as_json)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    database: Annotated[
+        str | None, typer.Option(help="Database URL (default: a new SQLite file)")
+    ] = None,
+    broker: Annotated[str, typer.Option(help="nats (embedded) or mosquitto")] = "nats",
+    seconds: Annotated[float, typer.Option(help="How long the load generator publishes")] = 60.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Sparkplug DDATA through a real broker into the historian, against the database's limit."""
+    logging.basicConfig(level=logging.WARNING)
+    from andon.bench.ingest import run_ingest
+
+    progress, report = _progress()
+    try:
+        with progress:
+            figures = run_ingest(
+                database_url=database, broker=broker, seconds=seconds, progress=report
+            )
+    except (OSError, RuntimeError, TimeoutError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    _print_figures(list(figures), as_json)
+
+
+@bench_app.command("query")
+def bench_query(
+    database: Annotated[
+        str | None, typer.Option(help="Database URL (default: a new SQLite file)")
+    ] = None,
+    days: Annotated[int, typer.Option(help="Length of the derived history")] = 365,
+    repeat: Annotated[int, typer.Option(help="Timed calls of the OEE query")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """OEE of one asset over a year and its hourly trend, from the rollups (p50/p99)."""
+    logging.basicConfig(level=logging.WARNING)
+    from andon.bench.query import run_query_bench
+
+    progress, report = _progress()
+    try:
+        with progress:
+            figures = run_query_bench(
+                database_url=database, days=days, repeat=repeat, progress=report
+            )
+    except (OSError, RuntimeError, ValueError) as exc:
         _fail(str(exc))
         return
     _print_figures(list(figures), as_json)

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 from andon.api import ApiContext, create_app
 from andon.mqtt.interface import MqttEndpoint, TlsSettings
+from andon.server.auth import UserService
 from andon.server.edge_registry import EdgeRegistry
 from andon.server.host_connection import BrokerClientFactory, HostConnection
 from andon.server.http import HttpServer
 from andon.server.ingest import SparkplugIngest
 from andon.server.live_tags import LiveTagTable
+from andon.server.mes_queries import MesQueries
+from andon.server.mes_recovery import recover
+from andon.server.mes_service import MesService
 from andon.server.metrics import ServerMetrics
+from andon.server.plant_file import load_plant
 from andon.settings import MqttSettings, ServerSettings
 from andon.sparkplug.host import HostApplicationSession
 from andon.storage.historian_writer import HistorianWriter
+from andon.storage.mes import MesRepository
+from andon.storage.mes_runs import RunRepository
 from andon.storage.migrate import upgrade_database
 from andon.storage.store import open_historian_store
+from andon.storage.users import UserRepository
 
 __all__ = ["MesServer", "endpoint_from_settings", "historian_spool_path"]
 
@@ -83,6 +92,19 @@ class MesServer:
             spool_path=historian_spool_path(settings),
             spool_max_bytes=int(settings.historian_spool_max_mb * 2**20),
         )
+        # MES: the plant file is checked before anything starts (a bad file stops the server).
+        self.mes: MesService | None = None
+        self.mes_queries: MesQueries | None = None
+        if settings.plant_file is not None:
+            self.mes_repository = MesRepository(settings.database_url)
+            self.mes = MesService(
+                load_plant(settings.plant_file),
+                self.mes_repository,
+                RunRepository(self.mes_repository.engine),
+                self.historian,
+            )
+            self.mes.load()
+            self.mes_queries = MesQueries(self.mes)
         self.live_tags = LiveTagTable()
         self.edges = EdgeRegistry()
         self.ingest = SparkplugIngest(
@@ -90,6 +112,8 @@ class MesServer:
             self.edges,
             self.historian,
             queue_capacity=settings.ingest_queue_capacity,
+            max_future_ms=round(settings.max_clock_skew_s * 1000),
+            derive=None if self.mes is None else self.mes.offer,
         )
         # One connection, with its own session and STATE timestamp, per broker (H-07).
         factory = client_factory or _default_client_factory()
@@ -112,6 +136,15 @@ class MesServer:
         self.host = self.hosts[0]
         self.session = self.host.session
         self.metrics = ServerMetrics(self)
+        self.users = UserService(
+            UserRepository(settings.database_url),
+            session_ttl_ms=round(settings.session_ttl_hours * 3_600_000),
+            token_ttl_ms=round(settings.token_ttl_days * 86_400_000),
+        )
+        if settings.initial_admin_password is not None and self.users.ensure_initial_admin(
+            settings.initial_admin_password.get_secret_value()
+        ):
+            log.info("created user admin from initial_admin_password")
         self.api = create_app(
             ApiContext(
                 live_tags=self.live_tags,
@@ -119,6 +152,9 @@ class MesServer:
                 edges=self.edges,
                 health=self.health,
                 metrics_text=self.metrics.render,
+                users=self.users,
+                metrics_require_login=settings.metrics_require_login,
+                mes=self.mes_queries,
             )
         )
         self.http = (
@@ -127,6 +163,8 @@ class MesServer:
 
     def start(self) -> None:
         self.historian.start()
+        if self.mes is not None:
+            recover(self.mes, self.store, time.time_ns() // 1_000_000)
         self.ingest.start()
         for host in self.hosts:
             host.start()
@@ -141,8 +179,12 @@ class MesServer:
         for host in self.hosts:
             host.stop()
         self.ingest.stop()
-        self.historian.stop()
+        if not self.historian.stop(timeout=60.0):
+            log.error("the historian could not write everything before stopping (see above)")
         self.store.close()
+        if self.mes is not None:
+            self.mes_repository.close()
+        self.users.repository.close()
         log.info("server %s stopped", self.settings.host_id)
 
     def health(self) -> dict[str, dict[str, Any]]:

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["metadata", "quarantine_table", "sample_table", "tag_table"]
+__all__ = [
+    "api_token_table",
+    "app_user_table",
+    "audit_log_table",
+    "metadata",
+    "quarantine_table",
+    "sample_table",
+    "tag_table",
+]
 
 metadata = sa.MetaData()
 
@@ -55,4 +63,230 @@ quarantine_table = sa.Table(
     sa.Column("raw_value", sa.Text, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+app_user_table = sa.Table(
+    "app_user",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.Text, nullable=False, unique=True),
+    # argon2id in PHC string form: algorithm, parameters and salt travel with the hash.
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("display_name", sa.Text, nullable=False),
+    # Users are disabled, never deleted: the audit trail keeps naming them.
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+)
+
+api_token_table = sa.Table(
+    "api_token",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # Only the SHA-256 of a token is stored: a copy of the database logs nobody in. A plain
+    # hash suffices (no argon2) because tokens are 256 random bits, not guessable words.
+    sa.Column("token_sha256", sa.Text, nullable=False, unique=True),
+    sa.Column(
+        "user_id",
+        sa.Integer,
+        sa.ForeignKey("app_user.id", name="api_token_user_fkey"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("kind", sa.Text, nullable=False),  # 'api' or 'session'
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_used_ms", sa.BigInteger, nullable=True),
+)
+
+audit_log_table = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    # The name, not a user id: the entry must stay readable whatever happens to the account.
+    sa.Column("username", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("entity", sa.Text, nullable=False),
+    sa.Column("entity_id", sa.Text, nullable=False),
+    sa.Column("before_json", sa.Text, nullable=True),
+    sa.Column("after_json", sa.Text, nullable=True),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Index("audit_log_entity_idx", "entity", "entity_id", "id"),
+)
+
+# == MES (migration 0003_mes) ====================================================================
+# Plant structure from the plant file (replaced on every load), orders and runs (owned by the
+# database once loaded), and what the MES service derives at ingest: state intervals, counts and
+# hour/shift rollups. Asset paths are the text form "Site/Area/Line/Cell".
+
+__all__ += [
+    "MES_ACCOUNT_COLUMNS",
+    "mes_asset_table",
+    "mes_binding_table",
+    "mes_calendar_table",
+    "mes_count_table",
+    "mes_ideal_rate_table",
+    "mes_item_table",
+    "mes_order_table",
+    "mes_reason_table",
+    "mes_rollup_reason_table",
+    "mes_rollup_table",
+    "mes_run_table",
+    "mes_state_definition_table",
+    "mes_state_interval_table",
+]
+
+#: The additive integer fields of a ``TimeAccount`` kept per rollup (no_data is derived).
+MES_ACCOUNT_COLUMNS = (
+    "running_ms",
+    "setup_ms",
+    "unplanned_downtime_ms",
+    "blocked_ms",
+    "starved_ms",
+    "planned_downtime_ms",
+    "not_scheduled_ms",
+    "small_stop_ms",
+    "failures",
+    "total_count",
+    "reject_count",
+    "startup_reject_count",
+    "unrated_count",
+    "ideal_time_us",
+    "reject_ideal_time_us",
+    "startup_reject_ideal_time_us",
+)
+
+mes_asset_table = sa.Table(
+    "mes_asset",
+    metadata,
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),  # plant file order: parents first
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("timezone", sa.Text, nullable=True),
+    sa.Column("counter_max", sa.BigInteger, nullable=True),
+)
+
+mes_binding_table = sa.Table(
+    "mes_binding",
+    metadata,
+    sa.Column("tag_path", sa.Text, primary_key=True),
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),  # state, mode, infeed, outfeed, waste
+)
+
+mes_state_definition_table = sa.Table(
+    "mes_state_definition",
+    metadata,
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("code", sa.BigInteger, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("state_type", sa.Text, nullable=False),
+    sa.Column("reason_id", sa.Text, nullable=True),
+    sa.PrimaryKeyConstraint("asset", "code", name="mes_state_definition_pkey"),
+)
+
+mes_reason_table = sa.Table(
+    "mes_reason",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("parent_id", sa.Text, nullable=True),
+)
+
+mes_item_table = sa.Table(
+    "mes_item",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+)
+
+mes_ideal_rate_table = sa.Table(
+    "mes_ideal_rate",
+    metadata,
+    sa.Column("item_id", sa.Text, nullable=False),
+    sa.Column("asset", sa.Text, nullable=False),
+    # The exact cycle time in ms as a fraction (120/min is 500 ms, 7/min is 60000/7 ms).
+    sa.Column("cycle_ms_numerator", sa.BigInteger, nullable=False),
+    sa.Column("cycle_ms_denominator", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("item_id", "asset", name="mes_ideal_rate_pkey"),
+)
+
+mes_calendar_table = sa.Table(
+    "mes_calendar",
+    metadata,
+    sa.Column("site", sa.Text, primary_key=True),
+    sa.Column("definition_json", sa.Text, nullable=False),
+)
+
+mes_order_table = sa.Table(
+    "mes_order",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("item_id", sa.Text, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+)
+
+mes_run_table = sa.Table(
+    "mes_run",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("order_id", sa.Text, nullable=False),
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("start_ms", sa.BigInteger, nullable=False),
+    sa.Column("end_ms", sa.BigInteger, nullable=True),  # NULL: still running
+    sa.Index("mes_run_asset_idx", "asset", "start_ms"),
+)
+
+mes_state_interval_table = sa.Table(
+    "mes_state_interval",
+    metadata,
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("start_ms", sa.BigInteger, nullable=False),
+    sa.Column("end_ms", sa.BigInteger, nullable=True),  # NULL: the open interval
+    sa.Column("code", sa.BigInteger, nullable=False),
+    sa.Column("state_type", sa.Text, nullable=False),
+    sa.Column("reason_id", sa.Text, nullable=True),
+    sa.Column("mode", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("asset", "start_ms", name="mes_state_interval_pkey"),
+)
+
+mes_count_table = sa.Table(
+    "mes_count",
+    metadata,
+    # Units seen at ts_ms (counter deltas of the asset's counters ending there, combined).
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("ts_ms", sa.BigInteger, nullable=False),
+    sa.Column("total", sa.BigInteger, nullable=False),
+    sa.Column("reject", sa.BigInteger, nullable=False),
+    sa.Column("startup", sa.Boolean, nullable=False),
+    sa.PrimaryKeyConstraint("asset", "ts_ms", name="mes_count_pkey"),
+)
+
+mes_rollup_table = sa.Table(
+    "mes_rollup",
+    metadata,
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # hour or shift
+    sa.Column("start_ms", sa.BigInteger, nullable=False),
+    sa.Column("end_ms", sa.BigInteger, nullable=False),
+    sa.Column("label", sa.Text, nullable=False),  # shift instance key, e.g. 2026-03-29/Night
+    *(sa.Column(name, sa.BigInteger, nullable=False) for name in MES_ACCOUNT_COLUMNS),
+    sa.PrimaryKeyConstraint("asset", "kind", "start_ms", name="mes_rollup_pkey"),
+)
+
+mes_rollup_reason_table = sa.Table(
+    "mes_rollup_reason",
+    metadata,
+    # Availability loss by reason per rollup bucket ("" = no reason), summed for Pareto charts.
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("start_ms", sa.BigInteger, nullable=False),
+    sa.Column("reason_id", sa.Text, nullable=False),
+    sa.Column("loss_ms", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint(
+        "asset", "kind", "start_ms", "reason_id", name="mes_rollup_reason_pkey"
+    ),
 )

@@ -34,9 +34,11 @@ from typing import Any, TypeVar
 from andon.mqtt.embedded_broker import _die_with_parent
 from andon.storage.store import HistorianStore, open_historian_store
 from andon.storage.types import SampleValue
+from andon.testing.http_auth import forget_token, login, register_token, token_for_url
 from andon.testing.ports import free_port
 
 __all__ = [
+    "RIG_ADMIN_PASSWORD",
     "AndonProcess",
     "AndonRig",
     "HistoryComparison",
@@ -54,6 +56,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: Password of the ``admin`` user every ``AndonRig`` server creates (tests only).
+RIG_ADMIN_PASSWORD = "rig-admin-password-0123"
 
 #: Far enough in the future for any test: the end of a "whole history" range.
 _END_OF_TIME_MS = 2**62
@@ -157,10 +162,18 @@ def wait_until(
         time.sleep(interval)  # polling a condition with a deadline
 
 
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
-    """``(status, body)`` of a GET; ``(0, reason)`` when nothing answered."""
+def http_get(url: str, timeout: float = 5.0, *, token: str | None = None) -> tuple[int, str]:
+    """``(status, body)`` of a GET; ``(0, reason)`` when nothing answered.
+
+    Sends ``token`` as a bearer token, by default the one an ``AndonRig`` registered for the
+    server (see ``andon.testing.http_auth``); ``token=""`` sends none.
+    """
+    token = token if token is not None else token_for_url(url)
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), response.read().decode("utf-8", errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode("utf-8", errors="replace")
@@ -168,9 +181,9 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
         return 0, str(exc)
 
 
-def http_get_json(url: str, timeout: float = 5.0) -> Any:
+def http_get_json(url: str, timeout: float = 5.0, *, token: str | None = None) -> Any:
     """The decoded JSON of a GET that must answer 200."""
-    status, body = http_get(url, timeout)
+    status, body = http_get(url, timeout, token=token)
     if status != 200:
         raise AssertionError(f"GET {url} -> {status}: {body[:500]}")
     return json.loads(body)
@@ -491,12 +504,17 @@ class AndonRig:
         self.group_id = group_id
         self.edge_node_id = edge_node_id
         self.record_path = workdir / "edge-record.jsonl"
+        #: The server creates ``admin`` with this password on an empty database; the rig logs
+        #: in as admin after every ``start_server`` and keeps the bearer token in ``token``.
+        self.admin_password = RIG_ADMIN_PASSWORD
+        self.token: str | None = None
         self.server_config = write_toml(
             workdir / "server.toml",
             {
                 "host_id": host_id,
                 "database_url": database_url,
                 "http_port": self.http_port,
+                "initial_admin_password": self.admin_password,
                 **(server_extra or {}),
                 "mqtt": {"port": mqtt_port},
             },
@@ -555,6 +573,8 @@ class AndonRig:
             f"server API on {self.base_url} with its MQTT session online",
             processes=[self.server],
         )
+        self.token = login(self.base_url, "admin", self.admin_password)
+        register_token(self.base_url, self.token)
 
     def start_edge(self) -> None:
         self.edge.start()
@@ -625,6 +645,7 @@ class AndonRig:
         """Stop both children (SIGTERM, SIGKILL after 10 s) and close the store."""
         for process in (self.edge, self.server):
             process.stop(10.0)
+        forget_token(self.base_url)  # the port may serve another test's server next
         if self._store is not None:
             self._store.close()
             self._store = None

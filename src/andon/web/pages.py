@@ -14,7 +14,9 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2_fragments.fastapi import Jinja2Blocks
 
+from andon.domain.users import User
 from andon.server.live_tags import LiveTag
+from andon.web.login import login_redirect, mount_login, page_user
 
 __all__ = ["DeviceCard", "group_devices", "mount_web"]
 
@@ -94,21 +96,29 @@ templates.env.filters["clock"] = _fmt_time
 def mount_web(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
 
+    mount_login(app, templates)
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def machines_page(request: Request) -> Response:
-        return _render(request, block=None)
+        user = page_user(request)
+        if user is None:
+            return login_redirect(request, fragment=False)
+        return _render(request, user, block=None)
 
     @app.get("/fragments/machines", response_class=HTMLResponse, include_in_schema=False)
     def machines_fragment(request: Request) -> Response:
-        return _render(request, block="machines")
+        user = page_user(request)
+        if user is None:
+            return login_redirect(request, fragment=True)
+        return _render(request, user, block="machines")
 
 
-def _render(request: Request, block: str | None) -> Response:
+def _render(request: Request, user: User, block: str | None) -> Response:
     ctx = request.app.state.context
     edges = ctx.edges.nodes()
     known = {(f"{n.group_id}/{n.edge_node_id}", d.device_id) for n in edges for d in n.devices}
     groups = group_devices(ctx.live_tags.snapshot(), known)
-    context = {"groups": groups, "site_name": ctx.site_name, "edges": edges}
+    context = {"groups": groups, "site_name": ctx.site_name, "edges": edges, "user": user}
     if block is None:
         return templates.TemplateResponse(request, "machines.html", context)
     return templates.TemplateResponse(request, "machines.html", context, block_name=block)

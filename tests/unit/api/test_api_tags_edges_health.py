@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from andon import __version__
 from andon.api import ApiContext, create_app
 from andon.api.tags import MAX_BUCKETS
+from andon.domain.users import Role
 from andon.mqtt.interface import MqttEndpoint
 from andon.server.edge_registry import PROBLEM_KINDS, EdgeRegistry
 from andon.server.live_tags import LiveTagTable, LiveUpdate
@@ -27,6 +28,7 @@ from andon.sparkplug.codec import encode_payload
 from andon.sparkplug.edge_node import EdgeNodeSession
 from andon.sparkplug.model import DataType, Metric
 from andon.storage.types import Sample
+from andon.testing.auth import authenticated_client, user_service_for_tests
 from andon.testing.memory_broker import InMemoryBroker, InMemoryBrokerClient
 from andon.testing.memory_historian import InMemoryHistorianStore
 
@@ -37,7 +39,10 @@ STATE = "Plant/Edge1/Filler1/State/Name"
 
 
 class Rig:
-    def __init__(self) -> None:
+    """The app on in-memory data; ``http`` is logged in as an operator (reads need any role)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.users = user_service_for_tests(f"sqlite:///{directory / 'users.db'}")
         self.store = InMemoryHistorianStore()
         self.live = LiveTagTable()
         self.edges = EdgeRegistry()
@@ -52,15 +57,16 @@ class Rig:
                 edges=self.edges,
                 health=lambda: self.components,
                 metrics_text=lambda: b"# test\n",
+                users=self.users,
                 site_name="Testplant",
             )
         )
-        self.http = TestClient(self.app)
+        self.http = authenticated_client(self.app, Role.OPERATOR)
 
 
 @pytest.fixture
-def api() -> Rig:
-    rig = Rig()
+def api(tmp_path: Path) -> Iterator[Rig]:
+    rig = Rig(tmp_path)
     # Speed: one sample per second for 10 s, values 0.0, 1.5, 3.0, ...
     rig.store.write_batch(
         [Sample(SPEED, T0 + i * 1000, i * 1.5, datatype=int(DataType.DOUBLE)) for i in range(10)]
@@ -86,7 +92,8 @@ def api() -> Rig:
     rig.edges.device_birth("Plant", "Edge1", "Capper2", 1, T0)
     rig.edges.node_birth("Other", "Edge9", 0, 0, T0)
     rig.edges.device_birth("Other", "Edge9", "Blob", 1, T0)
-    return rig
+    yield rig
+    rig.users.repository.close()
 
 
 def _history(rig: Rig, **params: Any) -> Any:
@@ -318,8 +325,8 @@ def test_invalid_limit_is_422(api: Rig, limit: str) -> None:
 # -- /api/v1/edges ----------------------------------------------------------------------------
 
 
-def test_edges_shape() -> None:
-    api = Rig()
+def test_edges_shape(tmp_path: Path) -> None:
+    api = Rig(tmp_path)
     assert api.http.get("/api/v1/edges").json() == []
     api.edges.node_birth("Plant", "Edge1", 3, 5, T0)
     api.edges.device_birth("Plant", "Edge1", "Filler1", 4, T0 + 1)
@@ -463,8 +470,8 @@ def test_machines_page_marks_stale_machines(api: Rig) -> None:
     assert "OFFLINE / STALE" in html
 
 
-def test_node_metric_with_a_slash_is_not_a_machine() -> None:
-    rig = Rig()
+def test_node_metric_with_a_slash_is_not_a_machine(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
     rig.edges.node_birth("Plant", "Edge1", 0, 2, T0)
     rig.live.apply(
         [
@@ -477,8 +484,8 @@ def test_node_metric_with_a_slash_is_not_a_machine() -> None:
     assert "No machine has reported yet" in html
 
 
-def test_machines_page_without_data_says_so() -> None:
-    html = Rig().http.get("/").text
+def test_machines_page_without_data_says_so(tmp_path: Path) -> None:
+    html = Rig(tmp_path).http.get("/").text
     assert "No machine has reported yet" in html
 
 
@@ -548,7 +555,9 @@ def test_metrics_is_prometheus_text_with_andon_metrics(
     assert mes.ingest.drain(10.0)
     assert mes.historian.flush(10.0)
 
-    http = TestClient(mes.api)
+    http = authenticated_client(mes.api, Role.OPERATOR)
+    # /metrics is open by default: a Prometheus scraper carries no token.
+    assert TestClient(mes.api).get("/metrics").status_code == 200
     response = http.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
