@@ -17,8 +17,19 @@ writer thread takes as many queued samples as fit in one batch and hands them to
   with the reason. Batches coming out of the spool are treated the same way.
 
 Samples count as queued until their batch is committed or spooled, so ``queue_capacity``
-bounds all the samples the writer holds in memory. A full spool refuses appends; the samples
-then stay in memory and the bounded queue applies back-pressure: history is never dropped.
+bounds all the samples the writer holds in memory.
+
+Derived records (the MES service's intervals, counts and rollups) travel through the same queue
+as ``WriteDerived`` commands and are written by the same thread, in order with the samples, so a
+database still has exactly one writer. They cannot go to the sample spool: while the database is
+down they wait in memory, coalesced (``DerivedWrite.merge``: a row rewritten twice is kept once,
+rollup increments are summed), bounded by ``queue_capacity`` rows, beyond which
+``submit_derived`` blocks (back-pressure on ingest, nothing dropped). They are what the MES
+derives from samples that are also in the history, so a process that dies with some of them
+unwritten can derive them again from the history (``MesService.recover``).
+
+A full spool refuses appends; the samples then stay in memory and the bounded queue applies
+back-pressure: history is never dropped.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from sqlalchemy import exc as sa_exc
 
@@ -40,10 +52,12 @@ from andon.storage.types import Sample
 from andon.storage.write_spool import HistorianSpool, HistorianSpoolError
 
 __all__ = [
+    "DerivedWrite",
     "Flush",
     "HistorianWriter",
     "HistorianWriterStats",
     "Stop",
+    "WriteDerived",
     "WriteSamples",
     "WriterCommand",
     "is_transient_error",
@@ -75,7 +89,24 @@ class Stop:
     """Drain everything queued before this command, then end the thread."""
 
 
-WriterCommand = WriteSamples | Flush | Stop
+class DerivedWrite(Protocol):
+    """Records derived from samples, written in one transaction by ``write`` (which raises the
+    store's errors: a transient one is retried). ``merge`` folds a newer write into this one."""
+
+    @property
+    def rows(self) -> int: ...
+
+    def merge(self, newer: Any) -> None: ...
+
+    def write(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WriteDerived:
+    write: DerivedWrite
+
+
+WriterCommand = WriteSamples | WriteDerived | Flush | Stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +124,8 @@ class HistorianWriterStats:
     spool_samples: int = 0
     spool_bytes: int = 0
     spooling: bool = False  # the spool holds batches: new samples wait behind them
+    derived_queued: int = 0  # derived rows (MES) not yet committed
+    derived_dropped_total: int = 0  # derived rows refused by the database as invalid (a bug)
 
 
 class _Aborted(Exception):
@@ -165,6 +198,12 @@ class HistorianWriter:
         self._database_up = True
         self._down_since = 0.0
         self._retries = 0
+        # Derived writes (writer thread), their queued row count (under the lock) and the
+        # flushes that wait for them.
+        self._derived: DerivedWrite | None = None
+        self._derived_rows = 0
+        self._derived_dropped = 0
+        self._derived_flushes: list[threading.Event] = []
 
     # -- producer side ---------------------------------------------------------------------
 
@@ -193,12 +232,34 @@ class HistorianWriter:
             self._not_empty.notify()
         return True
 
+    def submit_derived(self, write: DerivedWrite, timeout: float | None = None) -> bool:
+        """Queue derived records behind the samples submitted so far; blocks while
+        ``queue_capacity`` derived rows are waiting. False only if ``timeout`` expired."""
+        rows = write.rows
+        if rows == 0:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._not_full:
+            while True:
+                if self._closed:
+                    raise RuntimeError("historian writer is stopped")
+                if self._derived_rows == 0 or self._derived_rows + rows <= self._capacity:
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._not_full.wait(remaining)
+            self._commands.append(WriteDerived(write))
+            self._derived_rows += rows
+            self._not_empty.notify()
+        return True
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every sample submitted before this call is committed (or quarantined),
         including the samples waiting in the spool."""
         done = threading.Event()
         with self._lock:
-            if self._queued == 0 and self._spool_counts[0] == 0:
+            if self._queued == 0 and self._spool_counts[0] == 0 and self._derived_rows == 0:
                 return True
             self._commands.append(Flush(done))
             self._not_empty.notify()
@@ -254,6 +315,8 @@ class HistorianWriter:
                 spool_samples=spool_samples,
                 spool_bytes=spool_bytes,
                 spooling=spool_batches > 0,
+                derived_queued=self._derived_rows,
+                derived_dropped_total=self._derived_dropped,
             )
 
     # -- writer thread --------------------------------------------------------------------
@@ -266,6 +329,13 @@ class HistorianWriter:
                     self._spool_counts[1],
                 )
             while True:
+                if self._derived is not None and not self._try_derived():
+                    # The database is down: samples keep moving to the spool meanwhile.
+                    if self._spool is not None and self._spool_queue(everything=True):
+                        self._write_derived()  # Stop was queued: one last attempt
+                        return
+                    self._wait_retry()
+                    continue
                 if self._spool is not None and len(self._spool):
                     if self._drain_spool(self._spool):
                         return
@@ -273,9 +343,16 @@ class HistorianWriter:
                 batch, control = self._take()
                 if batch:
                     self._write_from_memory(batch)
-                if isinstance(control, Flush):
-                    control.done.set()
+                if isinstance(control, WriteDerived):
+                    self._merge_derived([control.write])
+                elif isinstance(control, Flush):
+                    if self._derived is None:
+                        control.done.set()
+                    else:
+                        self._derived_flushes.append(control.done)
                 elif isinstance(control, Stop):
+                    if self._derived is not None:
+                        self._write_derived()
                     return
         except _Aborted:
             return
@@ -285,7 +362,7 @@ class HistorianWriter:
         finally:
             self._close_spool()
 
-    def _take(self) -> tuple[list[Sample], Flush | Stop | None]:
+    def _take(self) -> tuple[list[Sample], WriteDerived | Flush | Stop | None]:
         """The next batch, or a control command once the samples before it are written."""
         with self._not_empty:
             while not self._commands:
@@ -445,6 +522,7 @@ class HistorianWriter:
         """
         chunks: list[list[Sample]] = []
         controls: list[tuple[int, Flush | Stop]] = []  # (chunks before it, command)
+        derived: list[DerivedWrite] = []  # stay in memory, merged once the rest is spooled
         with self._lock:
             if not self._commands or (not everything and self._queued < self._high_water):
                 return False
@@ -462,6 +540,9 @@ class HistorianWriter:
                         if len(current) >= self._max_batch:
                             chunks.append(current)
                             current = []
+                    continue
+                if isinstance(command, WriteDerived):
+                    derived.append(command.write)
                     continue
                 if current:
                     chunks.append(current)
@@ -482,6 +563,7 @@ class HistorianWriter:
             self._head_offset = 0
             self._queued -= sum(len(chunk) for chunk in chunks)
             self._not_full.notify_all()
+        self._merge_derived(derived)
         for chunks_before, control in controls:
             if isinstance(control, Stop):
                 return True
@@ -531,6 +613,54 @@ class HistorianWriter:
         if self._spool is not None:
             self._update_spool_counts()
             self._spool.close()
+
+    # -- derived writes (writer thread) --------------------------------------------------------
+
+    def _merge_derived(self, writes: Sequence[DerivedWrite]) -> None:
+        for write in writes:
+            if self._derived is None:
+                self._derived = write
+                continue
+            before = self._derived.rows + write.rows
+            self._derived.merge(write)
+            with self._lock:
+                self._derived_rows -= before - self._derived.rows
+                self._not_full.notify_all()
+
+    def _try_derived(self) -> bool:
+        """Write the pending derived records unless a retry is not due yet; True if written."""
+        if not self._database_up and time.monotonic() < self._retry_at:
+            return False
+        return self._write_derived()
+
+    def _write_derived(self) -> bool:
+        pending = self._derived
+        if pending is None:
+            return True
+        rows = pending.rows
+        try:
+            pending.write()
+        except Exception as error:
+            with self._lock:
+                self._failures_total += 1
+            if is_transient_error(error):
+                self._database_down(error)
+                return False
+            # Not the database's state but the records: a bug in the deriving service. They are
+            # re-derivable from the history, so the writer goes on instead of blocking ingest.
+            log.exception("derived records refused by the database; %d rows dropped", rows)
+            with self._lock:
+                self._derived_dropped += rows
+        else:
+            self._database_is_up()
+        self._derived = None
+        with self._lock:
+            self._derived_rows -= rows
+            self._not_full.notify_all()
+        for done in self._derived_flushes:
+            done.set()
+        self._derived_flushes.clear()
+        return True
 
     # -- database state --------------------------------------------------------------------
 

@@ -1,0 +1,242 @@
+"""Read side of the MES: asset states, intervals, OEE accounts and Pareto, from the stored
+rollups plus the live tail.
+
+An account over [start, end) of one asset is the sum of the stored hour rollups of the whole
+local hours inside, the edges (partial hours) computed from the stored intervals and counts with
+``oee.account_for``, and the open interval (never rolled up) from the service's memory, cut at
+now. A line or a site is the sum of its assets' accounts; ratios come from the sums.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from andon.domain import (
+    AssetPath,
+    BucketKind,
+    ParetoRow,
+    ShiftInstance,
+    StateInterval,
+    TimeAccount,
+    account_for,
+    day_boundaries,
+    downtime_pareto,
+    hour_bucket_start,
+)
+from andon.domain.calendar import HOUR_MS
+from andon.server.mes_service import MesService
+
+__all__ = ["Bucket", "MesQueries"]
+
+_HOUR = BucketKind.HOUR.value
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    start_ms: int
+    end_ms: int
+    label: str
+    account: TimeAccount
+
+
+def _with_no_data(account: TimeAccount, span_ms: int) -> TimeAccount:
+    covered = account.all_time_ms - account.no_data_ms
+    return replace(account, no_data_ms=span_ms - covered)
+
+
+class MesQueries:
+    def __init__(self, service: MesService, clock: Callable[[], int] = _now_ms) -> None:
+        self.service = service
+        self.repository = service.repository
+        self._clock = clock
+
+    def now_ms(self) -> int:
+        return self._clock()
+
+    # -- assets -------------------------------------------------------------------------------
+    def leaves(self, asset: AssetPath) -> list[AssetPath]:
+        """The assets with states at or below ``asset``: the ones its figures are summed from."""
+        self.service.plant.tree.get(asset)  # DomainError if unknown
+        return [a for a in self.service.plant.bound_assets if a == asset or asset.is_ancestor_of(a)]
+
+    def intervals(self, asset: AssetPath, start_ms: int, end_ms: int) -> list[StateInterval]:
+        stored = [iv for iv in self.repository.intervals(asset, start_ms, end_ms) if iv.end_ms]
+        current = self.service.current(asset)
+        if current is not None and current.start_ms < end_ms:
+            stored = [iv for iv in stored if iv.start_ms < current.start_ms]
+            stored.append(current)
+        return stored
+
+    # -- accounts -----------------------------------------------------------------------------
+    def _next_hour(self, asset: AssetPath, ts_ms: int) -> int:
+        zone = self.service.zone_for(asset)
+        start = hour_bucket_start(ts_ms, zone)
+        if start == ts_ms:
+            return ts_ms
+        end = hour_bucket_start(start + HOUR_MS, zone)
+        return end if end > start else start + HOUR_MS
+
+    def _shifts(
+        self, asset: AssetPath, start_ms: int, end_ms: int
+    ) -> tuple[ShiftInstance, ...] | None:
+        calendar = self.service.calendar_for(asset)
+        return None if calendar is None else calendar.shifts_between(start_ms, end_ms)
+
+    def _direct(self, asset: AssetPath, start_ms: int, end_ms: int) -> TimeAccount:
+        """From stored closed intervals and counts (the edges of a period)."""
+        if end_ms <= start_ms:
+            return TimeAccount()
+        closed = [iv for iv in self.repository.intervals(asset, start_ms, end_ms) if iv.end_ms]
+        return account_for(
+            closed,
+            self.repository.counts(asset, start_ms, end_ms),
+            start_ms,
+            end_ms,
+            shifts=self._shifts(asset, start_ms, end_ms),
+            ideal_cycle_ms=self.service.cycle_time_ms,
+            small_stop_ms=self.service.small_stop_ms,
+        )
+
+    def _open_part(self, asset: AssetPath, start_ms: int, end_ms: int, now: int) -> TimeAccount:
+        current = self.service.current(asset)
+        if current is None or current.end_ms is not None:
+            return TimeAccount()
+        a, b = max(start_ms, current.start_ms), min(end_ms, now)
+        if b <= a:
+            return TimeAccount()
+        part = account_for(
+            [current], [], a, b,
+            shifts=self._shifts(asset, a, b),
+            small_stop_ms=self.service.small_stop_ms,
+        )  # fmt: skip
+        return replace(part, no_data_ms=0)
+
+    def account(self, asset: AssetPath, start_ms: int, end_ms: int) -> TimeAccount:
+        """The account of one asset with states over [start_ms, end_ms)."""
+        now = self._clock()
+        inner_start = self._next_hour(asset, start_ms)
+        inner_end = hour_bucket_start(end_ms, self.service.zone_for(asset))
+        if inner_end <= inner_start:
+            total = self._direct(asset, start_ms, end_ms)
+        else:
+            total = (
+                self.repository.rollup_total([asset], _HOUR, inner_start, inner_end)
+                + self._direct(asset, start_ms, inner_start)
+                + self._direct(asset, inner_end, end_ms)
+            )
+        total = replace(total, no_data_ms=0) + self._open_part(asset, start_ms, end_ms, now)
+        return _with_no_data(total, end_ms - start_ms)
+
+    def total(self, asset: AssetPath, start_ms: int, end_ms: int) -> TimeAccount:
+        """A line or site: the sum of its assets' accounts (never an average of ratios)."""
+        return sum(
+            (self.account(leaf, start_ms, end_ms) for leaf in self.leaves(asset)), TimeAccount()
+        )
+
+    def hourly(self, asset: AssetPath, start_ms: int, end_ms: int) -> list[Bucket]:
+        """One bucket per local hour overlapping [start_ms, end_ms) (edges clipped), summed
+        over the asset's leaves; whole hours come from the stored rollups in one query."""
+        leaves = self.leaves(asset)
+        if not leaves:
+            return []
+        now = self._clock()
+        first = leaves[0]  # a line or site lives in one site, so one timezone
+        inner_start = self._next_hour(first, start_ms)
+        inner_end = hour_bucket_start(end_ms, self.service.zone_for(first))
+        if inner_end < inner_start:
+            return [self._partial(leaves, start_ms, end_ms)]
+        buckets = []
+        if start_ms < inner_start:
+            buckets.append(self._partial(leaves, start_ms, inner_start))
+        open_from = [
+            (leaf, current.start_ms)
+            for leaf in leaves
+            if (current := self.service.current(leaf)) is not None and current.end_ms is None
+        ]
+        cursor = inner_start
+        rows = self.repository.rollup_series(leaves, _HOUR, inner_start, inner_end)
+        for row in (*rows, None):
+            until = inner_end if row is None else row.start_ms
+            while cursor < until:  # hours without a stored rollup
+                following = self._next_hour(first, cursor + 1)
+                buckets.append(self._whole(leaves, cursor, following, None, open_from, now))
+                cursor = following
+            if row is not None:
+                buckets.append(
+                    self._whole(leaves, row.start_ms, row.end_ms, row.account, open_from, now)
+                )
+                cursor = row.end_ms
+        if inner_end < end_ms:
+            buckets.append(self._partial(leaves, inner_end, end_ms))
+        return buckets
+
+    def _partial(self, leaves: list[AssetPath], start_ms: int, end_ms: int) -> Bucket:
+        account = sum((self.account(leaf, start_ms, end_ms) for leaf in leaves), TimeAccount())
+        return Bucket(start_ms, end_ms, "", account)
+
+    def _whole(
+        self,
+        leaves: list[AssetPath],
+        start_ms: int,
+        end_ms: int,
+        stored: TimeAccount | None,
+        open_from: list[tuple[AssetPath, int]],
+        now: int,
+    ) -> Bucket:
+        account = stored or TimeAccount()
+        for leaf, since in open_from:
+            if since < end_ms and start_ms < now:
+                account += self._open_part(leaf, start_ms, end_ms, now)
+        return Bucket(
+            start_ms, end_ms, "", _with_no_data(account, (end_ms - start_ms) * len(leaves))
+        )
+
+    def daily(self, asset: AssetPath, start_ms: int, end_ms: int) -> list[Bucket]:
+        leaves = self.leaves(asset)
+        if not leaves:
+            return []
+        hours = self.hourly(asset, start_ms, end_ms)
+        days = day_boundaries(start_ms, end_ms, self.service.zone_for(leaves[0]))
+        found, i = [], 0
+        for a, b in itertools.pairwise(days):
+            account = TimeAccount()
+            while i < len(hours) and hours[i].start_ms < b:
+                account += hours[i].account
+                i += 1
+            found.append(Bucket(a, b, "", account))
+        return found
+
+    def by_shift(self, asset: AssetPath, start_ms: int, end_ms: int) -> list[Bucket]:
+        """Whole shift instances starting in [start_ms, end_ms), from the shift rollups."""
+        leaves = self.leaves(asset)
+        calendar = None if not leaves else self.service.calendar_for(leaves[0])
+        if calendar is None:
+            return []
+        now = self._clock()
+        found = []
+        for shift in calendar.shifts_between(start_ms, end_ms):
+            if not start_ms <= shift.start_ms < end_ms:
+                continue
+            account = self.repository.rollup_total(
+                leaves, BucketKind.SHIFT.value, shift.start_ms, shift.start_ms + 1
+            )
+            for leaf in leaves:
+                account += self._open_part(leaf, shift.start_ms, shift.end_ms, now)
+            span = shift.duration_ms * len(leaves)
+            found.append(
+                Bucket(shift.start_ms, shift.end_ms, shift.key, _with_no_data(account, span))
+            )
+        return found
+
+    def pareto(
+        self, asset: AssetPath, start_ms: int, end_ms: int, *, by_category: bool = False
+    ) -> tuple[ParetoRow, ...]:
+        account = self.total(asset, start_ms, end_ms)
+        return downtime_pareto(account, self.service.plant.reasons, by_category=by_category)

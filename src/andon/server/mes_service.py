@@ -1,0 +1,464 @@
+"""``MesService``: bound tag samples -> state intervals, counts and rollups, persisted through the
+historian writer.
+
+Ingest hands every batch of samples (live and store-and-forward history alike) to ``offer``. The
+domain builders are insensitive to arrival order, so late data ends exactly as live data would
+have: the service only persists the changes the builders return, and turns each change into
+rollup increments with a scratch ``RollupBuilder`` (a removed interval or count adds the negated
+contribution). Nothing here depends on wall-clock time except the live tail, added at query time.
+
+Counters: the deltas of an asset's counters that end at the same instant form one
+``ProducedCount`` (infeed = total, waste = reject; with outfeed + waste, total = their sum). The
+PLC updates them together, so that is the normal case; a waste delta that arrives alone is
+counted as made and rejected at that instant (total is never below reject).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from fractions import Fraction
+from typing import Protocol, TypeVar
+from zoneinfo import ZoneInfo
+
+from andon.domain import (
+    DEFAULT_SMALL_STOP_MS,
+    AssetPath,
+    CountChanges,
+    CountDelta,
+    CounterSample,
+    CountSeries,
+    DomainError,
+    IntervalBuilder,
+    IntervalChanges,
+    Mode,
+    ModeSample,
+    ProducedCount,
+    RollupBuilder,
+    RollupKey,
+    Run,
+    RunBook,
+    ShiftCalendar,
+    StateInterval,
+    StateSample,
+)
+from andon.server.plant_file import COUNTERS, PlantModel
+from andon.storage.mes import MesChanges, MesRepository, MesWrite
+from andon.storage.mes_runs import PlantRecords, RunRepository
+from andon.storage.types import Sample
+
+__all__ = ["DerivedSink", "MesService"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class DerivedSink(Protocol):
+    """What the service needs of the historian writer (``submit_derived`` and ``flush``)."""
+
+    def submit_derived(self, write: MesWrite, timeout: float | None = None) -> bool: ...
+
+    def flush(self, timeout: float | None = None) -> bool: ...
+
+
+class _AssetState:
+    def __init__(self, plant: PlantModel, asset: AssetPath) -> None:
+        self.intervals = IntervalBuilder(asset, plant.state_maps[asset])
+        maximum = plant.counter_max.get(asset, 2**32 - 1)
+        self.series = {role: CountSeries(maximum) for role in COUNTERS}
+        self.max = maximum
+        self.bound: set[str] = set()
+        self.deltas: dict[int, list[int | None]] = {}  # end ts -> [infeed, outfeed, waste]
+        # Older samples are not derived: they would overlap what was stored before a restart.
+        self.state_floor_ms: int | None = None
+        self.counter_floor_ms: int | None = None
+
+    def produced(self, asset: AssetPath, ts_ms: int) -> ProducedCount | None:
+        triple = self.deltas.get(ts_ms)
+        if triple is None:
+            return None
+        infeed, outfeed, waste = triple
+        if "infeed" in self.bound:
+            total = infeed or 0
+            if "waste" in self.bound:
+                reject = waste or 0
+            elif "outfeed" in self.bound:
+                reject = total - (outfeed or 0)
+            else:
+                reject = 0
+        else:
+            reject = waste or 0
+            total = (outfeed or 0) + reject
+        reject = max(reject, 0)
+        total = max(total, reject)
+        return None if total == 0 else ProducedCount(asset, ts_ms, total, reject)
+
+
+class MesService:
+    def __init__(
+        self,
+        plant: PlantModel,
+        repository: MesRepository,
+        runs: RunRepository,
+        sink: DerivedSink,
+        *,
+        small_stop_ms: int = DEFAULT_SMALL_STOP_MS,
+    ) -> None:
+        self.plant = plant
+        self.repository = repository
+        self.run_repository = runs
+        self._sink = sink
+        self.small_stop_ms = small_stop_ms
+        repository.set_modes(plant.modes)
+        self._lock = threading.RLock()
+        self._assets = {asset: _AssetState(plant, asset) for asset in plant.bound_assets}
+        for binding in plant.bindings.values():
+            self._assets[binding.asset].bound.add(binding.role)
+        self._zones: dict[AssetPath, ZoneInfo] = {}
+        self._books: dict[AssetPath, RunBook] = {}
+        self._order_item = {o.id: o.item_id for o in plant.orders.values()}
+        self.skipped_total = 0  # samples of bound tags that could not be used (logged)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def load(self) -> None:
+        """Store the plant structure, add the plant file's new orders and runs, read runs."""
+        p = self.plant
+        self.run_repository.save_plant(
+            PlantRecords(
+                p.tree,
+                {tag: (b.asset, b.role) for tag, b in p.bindings.items()},
+                p.state_maps,
+                p.counter_max,
+                p.reasons,
+                p.items.values(),
+                p.rate_list,
+                p.calendars,
+            )
+        )
+        self.run_repository.insert_missing(p.orders.values(), p.runs)
+        self.reload_runs()
+
+    def reload_runs(self) -> None:
+        with self._lock:
+            self._order_item = {o.id: o.item_id for o in self.run_repository.orders()}
+            books: dict[AssetPath, RunBook] = {}
+            for run in self.run_repository.runs():
+                books.setdefault(run.asset, RunBook(run.asset)).add(run)
+            self._books = books
+
+    def seed(self, asset: AssetPath, intervals: Iterable[StateInterval]) -> None:
+        """Give a builder the intervals already stored, without persisting anything: samples
+        before the first of them are not derived again (they would overlap stored history)."""
+        state = self._assets[asset]
+        known = list(intervals)
+        if known:
+            state.intervals.apply(
+                [StateSample(iv.start_ms, iv.code) for iv in known],
+                [ModeSample(iv.start_ms, iv.mode) for iv in known],
+            )
+            state.state_floor_ms = known[0].start_ms
+
+    def seed_counter(self, asset: AssetPath, role: str, samples: Sequence[Sample]) -> None:
+        state = self._assets[asset]
+        values = [CounterSample(s.ts_ms, v) for s in samples if (v := _int(s.value)) is not None]
+        state.series[role].apply(v for v in values if 0 <= v.value <= state.max)
+        if values:
+            first = values[0].ts_ms
+            floor = state.counter_floor_ms
+            state.counter_floor_ms = first if floor is None else max(floor, first)
+
+    # -- lookups ------------------------------------------------------------------------------
+    def zone_for(self, asset: AssetPath) -> ZoneInfo:
+        zone = self._zones.get(asset)
+        if zone is None:
+            zone = self._zones[asset] = self.plant.tree.site_of(asset).zone
+        return zone
+
+    def calendar_for(self, asset: AssetPath) -> ShiftCalendar | None:
+        return self.plant.calendar_for(asset)
+
+    def run_at(self, asset: AssetPath, ts_ms: int) -> Run | None:
+        """The run on the asset at that instant, or on its nearest ancestor (a line's run
+        applies to its cells)."""
+        current: AssetPath | None = asset
+        while current is not None:
+            book = self._books.get(current)
+            run = None if book is None else book.run_at(ts_ms)
+            if run is not None:
+                return run
+            current = current.parent
+        return None
+
+    def item_of_order(self, order_id: str) -> str | None:
+        return self._order_item.get(order_id)
+
+    def cycle_time_ms(self, asset: AssetPath, ts_ms: int) -> Fraction | None:
+        run = self.run_at(asset, ts_ms)
+        item = None if run is None else self._order_item.get(run.order_id)
+        return None if item is None else self.plant.rates.cycle_time_ms(item, asset)
+
+    def current(self, asset: AssetPath) -> StateInterval | None:
+        state = self._assets.get(asset)
+        if state is None:
+            return None
+        with self._lock:
+            intervals = state.intervals.intervals
+        return intervals[-1] if intervals else None
+
+    def is_bound(self, asset: AssetPath) -> bool:
+        return asset in self._assets
+
+    def _scratch(self) -> RollupBuilder:
+        return RollupBuilder(
+            self.zone_for, self.calendar_for, self.cycle_time_ms, self.small_stop_ms
+        )
+
+    # -- ingest -------------------------------------------------------------------------------
+    def offer(self, samples: Sequence[Sample]) -> None:
+        """Derive from the samples of bound tags (others are ignored); called by ingest."""
+        bindings = self.plant.bindings
+        grouped: dict[AssetPath, list[tuple[str, Sample]]] = {}
+        for sample in samples:
+            binding = bindings.get(sample.tag)
+            if binding is not None:
+                grouped.setdefault(binding.asset, []).append((binding.role, sample))
+        if not grouped:
+            return
+        with self._lock:
+            changes = MesChanges()
+            scratch = self._scratch()
+            touched: set[RollupKey] = set()
+            for asset, items in grouped.items():
+                touched |= self._derive(asset, items, changes, scratch)
+            _increments(changes, scratch, touched)
+            if changes.rows:
+                self._sink.submit_derived(MesWrite(self.repository, changes))
+
+    def _derive(
+        self,
+        asset: AssetPath,
+        items: list[tuple[str, Sample]],
+        changes: MesChanges,
+        scratch: RollupBuilder,
+    ) -> set[RollupKey]:
+        state = self._assets[asset]
+        state_floor, counter_floor = state.state_floor_ms, state.counter_floor_ms
+        states: list[StateSample] = []
+        modes: list[ModeSample] = []
+        counters: dict[str, list[CounterSample]] = {}
+        for role, sample in items:
+            floor = counter_floor if role in COUNTERS else state_floor
+            if floor is not None and sample.ts_ms < floor:
+                self._skip(sample, "older than the history the MES was seeded with")
+                continue
+            if role == "mode":
+                if isinstance(sample.value, str) and sample.value.strip():
+                    name = sample.value.strip()
+                    modes.append(ModeSample(sample.ts_ms, self._mode(name)))
+                else:
+                    self._skip(sample, "a mode must be a non-empty text")
+                continue
+            value = _int(sample.value)
+            if value is None:
+                self._skip(sample, "not an integer")
+            elif role == "state":
+                states.append(StateSample(sample.ts_ms, value))
+            elif 0 <= value <= state.max:
+                counters.setdefault(role, []).append(CounterSample(sample.ts_ms, value))
+            else:
+                self._skip(sample, f"counter value outside 0..{state.max}")
+        touched: set[RollupKey] = set()
+        interval_changes = _apply_safely(state.intervals.apply, states, modes, asset)
+        if interval_changes is not None:
+            for interval in interval_changes.removed:
+                changes.intervals[(str(asset), interval.start_ms)] = None
+            for interval in interval_changes.added:
+                changes.intervals[(str(asset), interval.start_ms)] = interval
+            touched |= scratch.apply_intervals(interval_changes)
+        for role, values in counters.items():
+            touched |= self._apply_counter(asset, state, role, values, changes, scratch)
+        return touched
+
+    def _apply_counter(
+        self,
+        asset: AssetPath,
+        state: _AssetState,
+        role: str,
+        values: list[CounterSample],
+        changes: MesChanges,
+        scratch: RollupBuilder,
+    ) -> frozenset[RollupKey]:
+        count_changes = _apply_counter_safely(state.series[role], values, asset, role)
+        if count_changes is None:
+            return frozenset()
+        index = COUNTERS.index(role)
+        affected = {d.end_ms for d in (*count_changes.removed, *count_changes.added)}
+        before = {ts: state.produced(asset, ts) for ts in affected}
+        for sign, deltas in ((-1, count_changes.removed), (1, count_changes.added)):
+            for delta in deltas:
+                triple = state.deltas.setdefault(delta.end_ms, [None, None, None])
+                triple[index] = (triple[index] or 0) + sign * delta.delta
+        return self._record_counts(asset, state, before, changes, scratch)
+
+    def _record_counts(
+        self,
+        asset: AssetPath,
+        state: _AssetState,
+        before: dict[int, ProducedCount | None],
+        changes: MesChanges,
+        scratch: RollupBuilder,
+    ) -> frozenset[RollupKey]:
+        removed, added = [], []
+        for ts, old in before.items():
+            new = state.produced(asset, ts)
+            if new == old:
+                continue
+            if old is not None:
+                removed.append(old)
+            if new is not None:
+                added.append(new)
+            changes.counts[(str(asset), ts)] = new
+        return scratch.apply_counts(removed, added)
+
+    def _mode(self, name: str) -> Mode:
+        return self.plant.modes.get(name) or Mode(name)
+
+    def _skip(self, sample: Sample, why: str) -> None:
+        self.skipped_total += 1
+        if self.skipped_total <= 20 or self.skipped_total % 1000 == 0:
+            log.warning(
+                "MES skipped %s at %d (%r): %s", sample.tag, sample.ts_ms, sample.value, why
+            )
+
+    # -- runs (the rollups' ideal times depend on them) ------------------------------------------
+    def start_run(self, run_id: str, order_id: str, asset: AssetPath, start_ms: int) -> Run:
+        return self._change_runs(
+            asset, start_ms, None,
+            lambda: self.run_repository.start_run(run_id, order_id, asset, start_ms),
+        )  # fmt: skip
+
+    def add_run(self, run: Run) -> Run:
+        return self._change_runs(
+            run.asset, run.start_ms, run.end_ms, lambda: self.run_repository.add_run(run)
+        )
+
+    def end_run(self, run_id: str, end_ms: int) -> Run:
+        with self._lock:
+            run = next((r for r in self.run_repository.runs() if r.id == run_id), None)
+            if run is None:
+                raise DomainError(f"unknown run {run_id!r}")
+            return self._change_runs(
+                run.asset, end_ms, None, lambda: self.run_repository.end_run(run_id, end_ms)
+            )
+
+    def _change_runs(
+        self, asset: AssetPath, start_ms: int, end_ms: int | None, change: Callable[[], Run]
+    ) -> Run:
+        """Counts in [start_ms, end_ms) are re-rated: retracted with the old runs, the change
+        stored, then added back with the new ones, as the rollup rules require."""
+        with self._lock:
+            if not self._sink.flush(timeout=30.0):
+                raise DomainError("the database is not answering; try again later")
+            run = change()
+            until = 2**62 if end_ms is None else end_ms
+            affected = [a for a in self._assets if a == asset or asset.is_ancestor_of(a)]
+            counts = [c for a in affected for c in self.repository.counts(a, start_ms, until)]
+            changes = MesChanges()
+            retract = self._scratch()
+            touched = retract.apply_counts(removed=counts)
+            _increments(changes, retract, touched)
+            self.reload_runs()
+            add = self._scratch()
+            touched = add.apply_counts(added=counts)
+            _increments(changes, add, touched)
+            if changes.rows:
+                self._sink.submit_derived(MesWrite(self.repository, changes))
+            return run
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _apply_safely(
+    apply: Callable[[list[StateSample], list[ModeSample]], IntervalChanges],
+    states: list[StateSample],
+    modes: list[ModeSample],
+    asset: AssetPath,
+) -> IntervalChanges | None:
+    if not states and not modes:
+        return None
+    try:
+        return apply(states, modes)
+    except DomainError as exc:
+        # Two different codes at one instant: the first one stored wins, as in the history.
+        log.warning("MES %s: %s; applying the samples one by one", asset, exc)
+        removed: list[StateInterval] = []
+        added: list[StateInterval] = []
+        for one_state in states:
+            try:
+                part = apply([one_state], [])
+            except DomainError:
+                continue
+            removed.extend(part.removed)
+            added.extend(part.added)
+        for one_mode in modes:
+            try:
+                part = apply([], [one_mode])
+            except DomainError:
+                continue
+            removed.extend(part.removed)
+            added.extend(part.added)
+        gone, new = _net(removed, added)
+        return IntervalChanges(removed=gone, added=new)
+
+
+def _net(removed: list[T], added: list[T]) -> tuple[tuple[T, ...], tuple[T, ...]]:
+    """Successive changes folded into one: a record added then removed never existed, and one
+    removed then added back is unchanged."""
+    gone, new = list(removed), list(added)
+    for record in list(gone):
+        if record in new:
+            new.remove(record)
+            gone.remove(record)
+    return tuple(gone), tuple(new)
+
+
+def _apply_counter_safely(
+    series: CountSeries, values: list[CounterSample], asset: AssetPath, role: str
+) -> CountChanges | None:
+    if not values:
+        return None
+    try:
+        return series.apply(values)
+    except DomainError as exc:
+        # A value contradicting a stored one at the same instant: the first one wins, as in
+        # the history; the others of the batch still count.
+        log.warning("MES %s %s: %s; applying the values one by one", asset, role, exc)
+    removed: list[CountDelta] = []
+    added: list[CountDelta] = []
+    for value in values:
+        try:
+            part = series.apply([value])
+        except DomainError:
+            continue
+        removed.extend(part.removed)
+        added.extend(part.added)
+    gone, new = _net(removed, added)
+    return CountChanges(gone, new)
+
+
+def _increments(changes: MesChanges, scratch: RollupBuilder, touched: Iterable[RollupKey]) -> None:
+    for key in touched:
+        rollup = scratch.get(key)
+        if rollup is not None:
+            changes.add_account(
+                str(key.asset), key.kind.value, key.start_ms, key.end_ms, key.label, rollup.account
+            )
