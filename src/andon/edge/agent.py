@@ -10,7 +10,7 @@ from pathlib import Path
 
 from andon.edge.poller import LastValueCache, SourcePoller
 from andon.edge.publisher import SpoolPublisher
-from andon.edge.sources.base import Source, TagChange
+from andon.edge.sources.base import Source, Startable, TagChange
 from andon.edge.sources.simulator import PlantConfig, PlantSimulator, benchmark_plant, demo_plant
 from andon.edge.spool import StoreAndForwardSpool
 from andon.edge.status import status_path_for, write_status_file
@@ -20,7 +20,13 @@ from andon.settings import EdgeSettings, MqttSettings, SimulatorSettings
 from andon.sparkplug.edge_node import EdgeNodeSession
 from andon.testing.clock import Clock, SystemClock
 
-__all__ = ["ChangeRecorder", "EdgeAgent", "build_simulator", "mqtt_endpoint"]
+__all__ = [
+    "ChangeRecorder",
+    "EdgeAgent",
+    "build_equipment_sources",
+    "build_simulator",
+    "mqtt_endpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,23 @@ def mqtt_endpoint(mqtt: MqttSettings, client_id: str) -> MqttEndpoint:
         tls=tls,
         keepalive_s=mqtt.keepalive_s,
     )
+
+
+def build_equipment_sources(settings: EdgeSettings, clock: Clock) -> list[Source]:
+    """The OPC UA and Modbus TCP sources of the configured devices (none when none are).
+
+    Imported here, not at the top: an edge with only the simulator never loads asyncua.
+    """
+    sources: list[Source] = []
+    if settings.opcua:
+        from andon.edge.sources.opcua import OpcUaSource
+
+        sources.append(OpcUaSource(settings.opcua, clock=clock))
+    if settings.modbus:
+        from andon.edge.sources.modbus import ModbusSource
+
+        sources.append(ModbusSource(settings.modbus, clock=clock))
+    return sources
 
 
 def build_simulator(
@@ -127,16 +150,23 @@ class EdgeAgent:
             if settings.simulator.record_path is not None and record_to is None
             else None
         )
-        self.sources: Sequence[Source] = sources or [
-            build_simulator(
-                settings.simulator,
-                self.clock.now_ms(),
-                # Not ``record_to or ...``: a callable object may well be falsy (``__len__``).
-                record_to
-                if record_to is not None
-                else (self._recorder.record if self._recorder else None),
-            )
-        ]
+        equipment = build_equipment_sources(settings, self.clock) if sources is None else []
+        # The simulator stands in for equipment: it runs only when no real device is configured.
+        simulated: list[Source] = (
+            [
+                build_simulator(
+                    settings.simulator,
+                    self.clock.now_ms(),
+                    # Not ``record_to or ...``: a callable object may well be falsy (``__len__``).
+                    record_to
+                    if record_to is not None
+                    else (self._recorder.record if self._recorder else None),
+                )
+            ]
+            if sources is None and not equipment
+            else []
+        )
+        self.sources: Sequence[Source] = sources or [*equipment, *simulated]
         self.last_values = LastValueCache(self.sources)
         self.session_lock = threading.Lock()
         self.session = EdgeNodeSession(
@@ -214,6 +244,9 @@ class EdgeAgent:
         write_status_file(self.status_path, self.status())
 
     def start(self) -> None:
+        for source in self.sources:
+            if isinstance(source, Startable):
+                source.start()  # their threads connect to the equipment in the background
         # The first poll fills the last-value cache, so the first birth is complete.
         self.poller.poll_once()
         self.publisher.start()
@@ -228,6 +261,9 @@ class EdgeAgent:
         so a clean stop does not leave the last polls in the spool until the next start.
         """
         self.poller.stop(timeout)
+        for source in self.sources:
+            if isinstance(source, Startable):
+                source.stop(timeout)
         self.publisher.drain(timeout)
         self.publisher.stop(timeout)
         if self.client.connected:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from andon.edge.sources.base import Source, TagChange, TagSpec
+from andon.edge.sources.base import GOOD, DeviceHealth, Source, TagChange, TagSpec
 from andon.edge.spool import SpoolError, StoreAndForwardSpool
 from andon.sparkplug.model import DataType, MetricValue
 from andon.testing.clock import Clock
 
-__all__ = ["LastValue", "LastValueCache", "SourcePoller"]
+__all__ = ["DeviceLoss", "LastValue", "LastValueCache", "SourcePoller"]
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +23,20 @@ class LastValue:
     value: MetricValue
     datatype: DataType
     ts_ms: int
+    quality: int = GOOD
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLoss:
+    """A device stopped answering at ``ts_ms``; records up to ``through_id`` precede it."""
+
+    ts_ms: int
+    through_id: int
 
 
 class LastValueCache:
-    """The newest polled value of every metric: what a birth certificate carries."""
+    """The newest polled value of every metric (what a birth certificate carries), and which
+    devices do not answer (what a DDEATH says)."""
 
     def __init__(self, sources: Sequence[Source]) -> None:
         self._lock = threading.Lock()
@@ -35,6 +45,7 @@ class LastValueCache:
         for source in sources:
             for device_id, specs in source.describe().items():
                 self._specs[device_id] = {spec.name: spec for spec in specs}
+        self._lost: dict[str, DeviceLoss] = {}
         self._primed = threading.Event()
 
     def update(self, changes: Sequence[TagChange]) -> None:
@@ -46,13 +57,47 @@ class LastValueCache:
                 values = self._devices.setdefault(change.device_id, {})
                 held = values.get(change.name)
                 if held is None or change.ts_ms >= held.ts_ms:
-                    values[change.name] = LastValue(change.value, spec.datatype, change.ts_ms)
-            if all(len(self._devices.get(d, {})) == len(specs) for d, specs in self._specs.items()):
-                self._primed.set()
+                    values[change.name] = LastValue(
+                        change.value, spec.datatype, change.ts_ms, change.quality
+                    )
+            self._check_primed()
+
+    def set_online(self, states: Mapping[str, bool], now_ms: int, through_id: int) -> None:
+        """Record which devices answer; call after the changes polled with it are spooled."""
+        with self._lock:
+            for device, online in states.items():
+                if device not in self._specs:
+                    continue
+                if online:
+                    self._lost.pop(device, None)
+                elif device not in self._lost:
+                    self._lost[device] = DeviceLoss(now_ms, through_id)
+            self._check_primed()
+
+    def _check_primed(self) -> None:
+        if all(
+            d in self._lost or len(self._devices.get(d, {})) == len(specs)
+            for d, specs in self._specs.items()
+        ):
+            self._primed.set()
 
     def wait_primed(self, timeout: float) -> bool:
-        """True once every declared metric has a polled value (births need them all)."""
+        """True once every declared metric of every answering device has a polled value."""
         return self._primed.wait(timeout)
+
+    def ready(self, device_id: str) -> bool:
+        """The device answers and every metric of it has a value: it can be born."""
+        with self._lock:
+            return device_id not in self._lost and len(self._devices.get(device_id, {})) == len(
+                self._specs.get(device_id, {})
+            )
+
+    def lost(self) -> dict[str, DeviceLoss]:
+        with self._lock:
+            return dict(self._lost)
+
+    def specs(self, device_id: str) -> dict[str, TagSpec]:
+        return self._specs.get(device_id, {})
 
     def device_ids(self) -> list[str]:
         return sorted(self._specs)
@@ -106,9 +151,13 @@ class SourcePoller:
         """
         now_ms = self._clock.now_ms()
         batches: dict[str, list[TagChange]] = defaultdict(list)
+        online: dict[str, bool] = {}
         for source in self._sources:
             try:
                 changes = source.poll(now_ms)
+                # Read after poll(): a change returned above precedes the device's loss.
+                if isinstance(source, DeviceHealth):
+                    online.update(source.device_online())
             except Exception as exc:  # one failing source must not stop the others or polling
                 self.source_errors_total += 1
                 log.warning("polling %s failed: %s", type(source).__name__, exc)
@@ -118,6 +167,8 @@ class SourcePoller:
         self.polls_total += 1
         waiting: list[tuple[str | None, list[TagChange]]] = [*self._held, *batches.items()]
         if not waiting:
+            if online:
+                self._last_values.set_online(online, now_ms, self._spool.last_id())
             return 0
         try:
             # Durable first: the cache (and so a birth) never shows a value the spool lacks.
@@ -130,6 +181,8 @@ class SourcePoller:
         self.values_total += count
         for _, changes in waiting:
             self._last_values.update(changes)
+        if online:
+            self._last_values.set_online(online, now_ms, self._spool.last_id())
         self._on_appended()
         return count
 

@@ -307,13 +307,21 @@ class SpoolPublisher:
 
     def _command_metrics(self) -> list[Metric]:
         now_ms = self._clock.now_ms()
+        # Transient: diagnostics for the live view, like the spool figures, not plant history.
         return [
-            Metric(COMMAND_ERROR_METRIC, self._last_command_error, DataType.STRING, now_ms),
+            Metric(
+                COMMAND_ERROR_METRIC,
+                self._last_command_error,
+                DataType.STRING,
+                now_ms,
+                is_transient=True,
+            ),
             Metric(
                 COMMANDS_REJECTED_METRIC,
                 self.stats.commands_rejected_total,
                 DataType.INT64,
                 now_ms,
+                is_transient=True,
             ),
         ]
 

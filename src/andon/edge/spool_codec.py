@@ -2,7 +2,10 @@
 
 Version 1 (first byte) is UTF-8 JSON ``[base_ts, names, ts_offsets, values]`` (C-accelerated,
 exact for bool/int/float incl. NaN/inf, str and None); bytes are ``{"b": base64}`` and arrays
-``{"t": [...]}``. Kept independent of the Sparkplug codec so the spool round-trips a
+``{"t": [...]}``. Version 2 appends a fifth element, ``{index: quality}`` for the changes whose
+Sparkplug ``Quality`` is not GOOD; a record of only GOOD values is still written as version 1,
+so the common case costs nothing and version-1 records from an older edge stay readable. Kept
+independent of the Sparkplug codec so the spool round-trips a
 ``TagChange`` exactly, datatype-free.
 """
 
@@ -12,12 +15,13 @@ import base64
 import json
 from collections.abc import Sequence
 
-from andon.edge.sources.base import TagChange
+from andon.edge.sources.base import GOOD, TagChange
 from andon.sparkplug.model import MetricValue
 
 __all__ = ["SpoolError", "SpoolFullError", "decode_changes", "encode_changes"]
 
 _FORMAT_JSON_V1 = 1
+_FORMAT_JSON_V2 = 2
 _JSON_NATIVE = (bool, int, float, str, type(None))
 
 
@@ -30,7 +34,7 @@ class SpoolFullError(SpoolError):
 
 
 def encode_changes(device_id: str | None, changes: Sequence[TagChange]) -> bytes:
-    """Version-1 payload of one record; every change must belong to ``device_id``."""
+    """Payload of one record (version 1, or 2 with qualities); changes belong to ``device_id``."""
     if not changes:
         raise ValueError("a spool record needs at least one change")
     owner = device_id or ""
@@ -38,7 +42,10 @@ def encode_changes(device_id: str | None, changes: Sequence[TagChange]) -> bytes
     names: list[str] = []
     offsets: list[int] = []
     values: list[object] = []
-    for change in changes:
+    qualities: dict[str, int] = {}
+    for index, change in enumerate(changes):
+        if change.quality != GOOD:
+            qualities[str(index)] = change.quality
         if change.device_id != owner:
             raise ValueError(f"change of {change.device_id!r} in a record of {owner!r}")
         names.append(change.name)
@@ -52,18 +59,23 @@ def encode_changes(device_id: str | None, changes: Sequence[TagChange]) -> bytes
             values.append({"t": list(value)})
         else:
             raise TypeError(f"{change.name}: cannot spool a {type(value).__name__} value")
-    body = json.dumps([base, names, offsets, values], separators=(",", ":"), ensure_ascii=False)
-    return bytes((_FORMAT_JSON_V1,)) + body.encode()
+    fields: list[object] = [base, names, offsets, values]
+    if qualities:
+        fields.append(qualities)
+    body = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    return bytes((_FORMAT_JSON_V2 if qualities else _FORMAT_JSON_V1,)) + body.encode()
 
 
 def decode_changes(device_id: str | None, payload: bytes) -> tuple[TagChange, ...]:
-    if not payload or payload[0] != _FORMAT_JSON_V1:
+    if not payload or payload[0] not in (_FORMAT_JSON_V1, _FORMAT_JSON_V2):
         raise SpoolError(f"unknown spool payload format {payload[:1]!r}")
-    base, names, offsets, values = json.loads(payload[1:])
+    fields = json.loads(payload[1:])
+    base, names, offsets, values = fields[:4]
+    qualities: dict[str, int] = fields[4] if payload[0] == _FORMAT_JSON_V2 else {}
     owner = device_id or ""
     return tuple(
-        TagChange(owner, name, _decode_value(value), base + offset)
-        for name, offset, value in zip(names, offsets, values, strict=True)
+        TagChange(owner, name, _decode_value(value), base + offset, qualities.get(str(index), GOOD))
+        for index, (name, offset, value) in enumerate(zip(names, offsets, values, strict=True))
     )
 
 
