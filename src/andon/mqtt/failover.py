@@ -144,11 +144,11 @@ class FailoverBrokerClient:
             if self._stopping.is_set():
                 return
             self._switch.clear()
-            # Switching again soon after the last switch backs off (1 s doubling to 30 s): with
-            # the primary host offline every broker answers with the retained offline STATE, and
-            # an immediate reconnect would loop many times a second.
+            # Switching again soon after the last switch backs off (1 s doubling to 5 s), so that
+            # a misbehaving peer cannot make us reconnect many times a second; kept short
+            # because while we wait we cannot see the primary host come back.
             now = time.monotonic()
-            pause_s = min(30.0, max(1.0, pause_s * 2)) if now - last_switch < 60.0 else 0.0
+            pause_s = min(5.0, max(1.0, pause_s * 2)) if now - last_switch < 60.0 else 0.0
             if pause_s and self._stopping.wait(pause_s):
                 return
             last_switch = time.monotonic()

@@ -117,6 +117,9 @@ class EdgeNodeSession:
         self._connected = False
         self._node_born = False
         self._births_announced = False
+        #: Timestamp of the offline STATE we last disconnected over (E-06), so that the same
+        #: retained STATE seen again after the reconnect does not send us away again.
+        self._walked_away_from: int | None = None
         self._seq = 0
         self._host_online = False
         self._last_state_ts: int | None = None
@@ -398,8 +401,13 @@ class EdgeNodeSession:
             return []
         self._last_state_ts = state.timestamp
         self._host_online = False
+        if self._walked_away_from is not None and state.timestamp <= self._walked_away_from:
+            # We already left a server over this very STATE; it is retained, so every server
+            # shows it on connect. Leaving again would loop: wait here for the host instead.
+            return []
         if not self._connected:
             return []
+        self._walked_away_from = state.timestamp
         death = self.death(state.timestamp)
         self._connected = False
         return [death, Disconnect("primary host offline", next_server=True)]

@@ -166,6 +166,21 @@ def test_e05_older_online_state_is_ignored() -> None:
     assert not session.primary_host_online
 
 
+def test_e06_the_same_offline_state_seen_again_after_reconnecting_is_waited_out() -> None:
+    session = primary_session()
+    session.on_message(STATE, encode_state(True, 200), 3)
+    session.births(NODE_METRICS, DEVICES, 4)
+    death, disconnect = session.on_message(STATE, encode_state(False, 300), 5)
+    assert isinstance(disconnect, Disconnect)
+    session.on_disconnected()
+    session.next_will(6)
+    session.on_connected(6)
+    # The retained offline STATE again, on the next (or the same) server: no second walk-away.
+    assert session.on_message(STATE, encode_state(False, 300), 7) == []
+    # The host comes back: births.
+    assert session.on_message(STATE, encode_state(True, 400), 8) == [BirthsRequired()]
+
+
 def test_e05_a_new_host_session_after_our_births_asks_for_births_again() -> None:
     session = primary_session()
     session.on_message(STATE, encode_state(True, 200), 3)
