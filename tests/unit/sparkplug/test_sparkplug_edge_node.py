@@ -171,6 +171,7 @@ def test_e06_the_same_offline_state_seen_again_after_reconnecting_is_waited_out(
     session.on_message(STATE, encode_state(True, 200), 3)
     session.births(NODE_METRICS, DEVICES, 4)
     death, disconnect = session.on_message(STATE, encode_state(False, 300), 5)
+    assert isinstance(death, Publish)
     assert isinstance(disconnect, Disconnect)
     session.on_disconnected()
     session.next_will(6)
