@@ -327,8 +327,13 @@ def edge_settings(
         mqtt=mqtt(port),
         fallback_brokers=[mqtt(p) for p in fallback_ports],
         spool=spool_settings,  # type: ignore[arg-type]
-        simulator={"machines": 8, "tags_per_machine": 20, "time_scale": 30.0, "seed": 5,
-                   **(simulator or {})},  # type: ignore[arg-type]
+        simulator={
+            "machines": 8,
+            "tags_per_machine": 20,
+            "time_scale": 30.0,
+            "seed": 5,
+            **(simulator or {}),
+        },  # type: ignore[arg-type]
     )
 
 

@@ -168,11 +168,13 @@ def test_e05_e06_e07_primary_host_state_rules_and_one_broker_at_a_time(
 
         # E-07: never connected to two brokers at once (TCP level, both proxies).
         assert site.log.max_open == 1, site.log.events
-        print(f"E-05/06/07: no birth before STATE online (2 foreign/offline STATEs ignored);"
-              f" stale offline ignored (rebirth kept bdSeq {born_bd}); valid offline -> NDEATH"
-              f" bdSeq {death.bd_seq} -> broker B, older online ignored, birth on B with bdSeq"
-              f" {birth_b.bd_seq}; TCP connection events {len(site.log.events)}, at most"
-              f" {site.log.max_open} open at once")
+        print(
+            f"E-05/06/07: no birth before STATE online (2 foreign/offline STATEs ignored);"
+            f" stale offline ignored (rebirth kept bdSeq {born_bd}); valid offline -> NDEATH"
+            f" bdSeq {death.bd_seq} -> broker B, older online ignored, birth on B with bdSeq"
+            f" {birth_b.bd_seq}; TCP connection events {len(site.log.events)}, at most"
+            f" {site.log.max_open} open at once"
+        )
     finally:
         agent.stop()
 
@@ -193,8 +195,10 @@ def test_e07_broker_failover_never_two_connections(tmp_path: Path, site: Site) -
         agent.client.next_server()  # and back to A
         site.obs_a.wait_message(MessageType.NBIRTH)
         assert site.log.max_open == 1, site.log.events
-        print(f"E-07: A -> B (broker down) -> A (next_server); {len(site.log.events)} TCP"
-              f" events, never more than {site.log.max_open} connection open")
+        print(
+            f"E-07: A -> B (broker down) -> A (next_server); {len(site.log.events)} TCP"
+            f" events, never more than {site.log.max_open} connection open"
+        )
     finally:
         agent.stop()
 
@@ -217,5 +221,7 @@ def test_e09_intentional_stop_publishes_ndeath_then_disconnect_no_will(
     assert len(deaths) == 1, f"the Will was delivered too: {len(deaths)} NDEATHs"
     log_text = site.a.log_path.read_text(errors="replace")
     assert f"Client {EDGE_CLIENT_ID} disconnected." in log_text, "no DISCONNECT packet seen"
-    print(f"E-09: NDEATH bdSeq {death.bd_seq} (= NBIRTH's), then DISCONNECT (broker log); 1"
-          f" NDEATH before the sentinel, no Will")
+    print(
+        f"E-09: NDEATH bdSeq {death.bd_seq} (= NBIRTH's), then DISCONNECT (broker log); 1"
+        f" NDEATH before the sentinel, no Will"
+    )

@@ -151,9 +151,11 @@ def test_s01_buffers_while_primary_host_offline(
         replayed = assert_replayed_historical(
             server, recorder.recorded()[outage_from:outage_to], observer
         )
-        print(f"S-01 host: NDEATH bdSeq {death.bd_seq}; spool grew to {grown.records} records /"
-              f" {grown.values} values with 0 messages published; {replayed} replayed values"
-              f" historical; {result.summary()}")
+        print(
+            f"S-01 host: NDEATH bdSeq {death.bd_seq}; spool grew to {grown.records} records /"
+            f" {grown.values} values with 0 messages published; {replayed} replayed values"
+            f" historical; {result.summary()}"
+        )
         assert replayed > 0
     finally:
         agent.stop()
@@ -184,8 +186,11 @@ def _backlog_then_host(
     server = start_server(server_settings(tmp_path, broker.port))
     online = wait_for(
         lambda: next(
-            (m for m in observer.messages(kinds=[MessageType.STATE], since=mark)
-             if m.host_id == HOST_ID and m.state is not None and m.state[0]),
+            (
+                m
+                for m in observer.messages(kinds=[MessageType.STATE], since=mark)
+                if m.host_id == HOST_ID and m.state is not None and m.state[0]
+            ),
             None,
         ),
         "the observer never saw the host's STATE online",
@@ -212,7 +217,9 @@ def test_s02_births_first_then_backlog_historical_with_flush_quantity_and_period
 ) -> None:
     batch, period_ms, per_message = 4, 150, 30
     recorder, agent, server, online, before_births = _backlog_then_host(
-        tmp_path, broker, observer,
+        tmp_path,
+        broker,
+        observer,
         spool={
             "flush_batch_records": batch,
             "flush_period_ms": period_ms,
@@ -247,16 +254,16 @@ def test_s02_births_first_then_backlog_historical_with_flush_quantity_and_period
             f"{len(historical)} messages in {rounds} rounds took only {span:.3f} s"
         )
         result = assert_exact_history(server, recorder)
-        replayed = assert_replayed_historical(
-            server, recorder.recorded()[:before_births], observer
-        )
+        replayed = assert_replayed_historical(server, recorder.recorded()[:before_births], observer)
         sizes = [m.size for m in historical]
         most = max(len(m.values) for m in historical)
         assert most <= per_message, f"a historical message carried {most} values"
-        print(f"S-02: births then {len(historical)} historical DDATA in {rounds} rounds of <="
-              f" {batch} over {span:.2f} s (busiest {window * 1000:.0f} ms window: {busiest});"
-              f" message sizes {min(sizes)}..{max(sizes)} B, <= {most} values; {replayed} values"
-              f" replayed as history; {result.summary()}")
+        print(
+            f"S-02: births then {len(historical)} historical DDATA in {rounds} rounds of <="
+            f" {batch} over {span:.2f} s (busiest {window * 1000:.0f} ms window: {busiest});"
+            f" message sizes {min(sizes)}..{max(sizes)} B, <= {most} values; {replayed} values"
+            f" replayed as history; {result.summary()}"
+        )
     finally:
         agent.stop()
         server.stop()
@@ -267,7 +274,8 @@ def _wait_live_data(observer: WireObserver, since: int) -> None:
     wait_for(
         lambda: any(
             _historical(m) is False
-            for m in _session(observer, since) if m.kind is MessageType.DDATA
+            for m in _session(observer, since)
+            if m.kind is MessageType.DDATA
         ),
         "no live DDATA after the births",
     )
@@ -289,7 +297,9 @@ def test_s03_in_order_holds_live_values_until_backlog_is_empty(
     tmp_path: Path, broker: MosquittoBroker, observer: WireObserver
 ) -> None:
     recorder, agent, server, online, before_births = _backlog_then_host(
-        tmp_path, broker, observer,
+        tmp_path,
+        broker,
+        observer,
         spool={"flush_batch_records": 5, "flush_period_ms": 100, "flush_mode": "in_order"},
         backlog_records=50,
     )
@@ -308,10 +318,12 @@ def test_s03_in_order_holds_live_values_until_backlog_is_empty(
         assert not bad, f"per-metric order broken: {bad[:5]}"
         result = assert_exact_history(server, recorder)
         produced_during_flush = len(recorder) - before_births
-        print(f"S-03 in-order: {last_historical + 1} historical DDATA first, then {live_after}"
-              f" live; {sum(len(m.values) for m in ddata)} values in strictly increasing"
-              f" per-metric order; {produced_during_flush} values produced after host online;"
-              f" {result.summary()}")
+        print(
+            f"S-03 in-order: {last_historical + 1} historical DDATA first, then {live_after}"
+            f" live; {sum(len(m.values) for m in ddata)} values in strictly increasing"
+            f" per-metric order; {produced_during_flush} values produced after host online;"
+            f" {result.summary()}"
+        )
     finally:
         agent.stop()
         server.stop()
@@ -321,7 +333,9 @@ def test_s03_interleaved_sends_live_values_during_the_flush(
     tmp_path: Path, broker: MosquittoBroker, observer: WireObserver
 ) -> None:
     recorder, agent, server, online, _ = _backlog_then_host(
-        tmp_path, broker, observer,
+        tmp_path,
+        broker,
+        observer,
         spool={"flush_batch_records": 5, "flush_period_ms": 100, "flush_mode": "interleaved"},
         backlog_records=50,
     )
@@ -335,8 +349,10 @@ def test_s03_interleaved_sends_live_values_during_the_flush(
         live_before = sum(1 for f in flags[:last_historical] if f is False)
         assert live_before > 0, "interleaved mode sent no live data before the backlog finished"
         result = assert_exact_history(server, recorder)
-        print(f"S-03 interleaved: {live_before} live DDATA before the last of"
-              f" {sum(1 for f in flags if f)} historical ones; {result.summary()}")
+        print(
+            f"S-03 interleaved: {live_before} live DDATA before the last of"
+            f" {sum(1 for f in flags if f)} historical ones; {result.summary()}"
+        )
     finally:
         agent.stop()
         server.stop()
@@ -390,10 +406,12 @@ def _assert_limit_drops(
         newest_lost = max(ts for _, ts in comparison.missing)
         kept_after = [r for r in recorded if r.ts_ms > newest_lost]
         assert kept_after, "everything newer than the dropped data must be kept"
-        print(f"S-04 {label}: spool held {held.records} records / {held.bytes} B (limit"
-              f" {agent.spool.max_bytes} B) after dropping; dropped_values_total {dropped};"
-              f" API DroppedValues {shown}; produced {len(recorded)}, missing {lost} (all"
-              f" oldest), {len(kept_after)} newer values all stored once; poller errors 0")
+        print(
+            f"S-04 {label}: spool held {held.records} records / {held.bytes} B (limit"
+            f" {agent.spool.max_bytes} B) after dropping; dropped_values_total {dropped};"
+            f" API DroppedValues {shown}; produced {len(recorded)}, missing {lost} (all"
+            f" oldest), {len(kept_after)} newer values all stored once; poller errors 0"
+        )
     finally:
         agent.stop()
         if server is not None:
@@ -439,20 +457,19 @@ def test_s06_rolling_buffer_recovers_the_detection_window(
         assert server.ingest.drain(TIMEOUT)
         assert server.historian.flush(TIMEOUT)
         window = recorder.recorded()[paused_at:]
-        acked_unseen = [
-            r for r in window
-            if not server.store.history(r.tag, r.ts_ms, r.ts_ms + 1)
-        ]
+        acked_unseen = [r for r in window if not server.store.history(r.tag, r.ts_ms, r.ts_ms + 1)]
         assert acked_unseen, "no value was lost in the detection window: the test proved nothing"
         proxy.resume()
         wait_for(lambda: agent.publisher.stats.births_total >= 2, "no rebirth after host online")
         wait_for(lambda: agent.publisher.stats.resent_values_total > 0, "no rolling re-send")
         quiesce(agent)
         result = assert_exact_history(server, recorder, watch=watch)
-        print(f"S-06: STATE Will after {death.at - observer.messages()[mark - 1].at:.1f} s;"
-              f" {len(acked_unseen)} values produced since the link froze were not at the host;"
-              f" {agent.publisher.stats.resent_values_total} values re-sent from the rolling"
-              f" buffer; {result.summary()}")
+        print(
+            f"S-06: STATE Will after {death.at - observer.messages()[mark - 1].at:.1f} s;"
+            f" {len(acked_unseen)} values produced since the link froze were not at the host;"
+            f" {agent.publisher.stats.resent_values_total} values re-sent from the rolling"
+            f" buffer; {result.summary()}"
+        )
     finally:
         agent.stop()
         server.stop()
@@ -479,34 +496,55 @@ def test_s05_kill_9_mid_flush_loses_nothing_and_duplicates_at_most_one_batch(  #
     batch, tags = 10, 20
     spool_path = tmp_path / "edge-spool.db"
     record_path = tmp_path / "edge-record.jsonl"
-    config = write_toml(tmp_path / "edge.toml", {
-        "group_id": GROUP,
-        "edge_node_id": NODE,
-        "primary_host_id": HOST_ID,
-        "poll_interval_s": 0.1,
-        "mqtt": {"port": broker.port, "keepalive_s": 2},
-        "spool": {"path": spool_path, "flush_batch_records": batch, "flush_period_ms": 50,
-                  "rolling_window_s": 0.0},
-        "simulator": {"machines": 30, "tags_per_machine": tags, "time_scale": 30.0, "seed": 9,
-                      "record_path": record_path},
-    })
+    config = write_toml(
+        tmp_path / "edge.toml",
+        {
+            "group_id": GROUP,
+            "edge_node_id": NODE,
+            "primary_host_id": HOST_ID,
+            "poll_interval_s": 0.1,
+            "mqtt": {"port": broker.port, "keepalive_s": 2},
+            "spool": {
+                "path": spool_path,
+                "flush_batch_records": batch,
+                "flush_period_ms": 50,
+                "rolling_window_s": 0.0,
+            },
+            "simulator": {
+                "machines": 30,
+                "tags_per_machine": tags,
+                "time_scale": 30.0,
+                "seed": 9,
+                "record_path": record_path,
+            },
+        },
+    )
     edge = AndonProcess(["edge", "--config", str(config)], tmp_path / "edge.log", name="edge")
     server: MesServer | None = None
     try:
         edge.start()
-        wait_until(lambda: count_recorded_lines(record_path) >= 3000, TIMEOUT,
-                   "the edge subprocess did not build a backlog", processes=[edge])
+        wait_until(
+            lambda: count_recorded_lines(record_path) >= 3000,
+            TIMEOUT,
+            "the edge subprocess did not build a backlog",
+            processes=[edge],
+        )
         mark = observer.count()
         server = start_server(server_settings(tmp_path, broker.port))
 
         def historical_messages() -> int:
             return sum(
-                1 for m in observer.messages(NODE, [MessageType.DDATA], since=mark)
+                1
+                for m in observer.messages(NODE, [MessageType.DDATA], since=mark)
                 if m.values and m.values[0].is_historical
             )
 
-        wait_until(lambda: historical_messages() >= 30, TIMEOUT, "the flush never started",
-                   processes=[edge])
+        wait_until(
+            lambda: historical_messages() >= 30,
+            TIMEOUT,
+            "the flush never started",
+            processes=[edge],
+        )
         edge.kill()  # SIGKILL mid-flush
         killed_after = count_recorded_lines(record_path)
         sent_before_kill = historical_messages()
@@ -529,8 +567,9 @@ def test_s05_kill_9_mid_flush_loses_nothing_and_duplicates_at_most_one_batch(  #
         def spool_empty() -> bool:
             return _spool_integrity(spool_path)[1] == 0
 
-        wait_until(spool_empty, TIMEOUT, "the restarted edge never emptied its spool",
-                   processes=[edge])
+        wait_until(
+            spool_empty, TIMEOUT, "the restarted edge never emptied its spool", processes=[edge]
+        )
         assert edge.stop() == 0, edge.describe()
         check, records_left, _ = _spool_integrity(spool_path)
         assert check == "ok", check
@@ -539,12 +578,15 @@ def test_s05_kill_9_mid_flush_loses_nothing_and_duplicates_at_most_one_batch(  #
             with StoreAndForwardSpool(spool_path, clock=SystemClock()) as spool:
                 left = {
                     (f"{GROUP}/{NODE}/{c.device_id}/{c.name}", c.ts_ms)
-                    for r in spool.peek(records_left) for c in r.changes
+                    for r in spool.peek(records_left)
+                    for c in r.changes
                 }
         recorded = read_recorded_values(record_path, GROUP, NODE)
         keys = {(r.tag, r.ts_ms) for r in recorded}
-        wait_for(lambda: server is not None and server.store.count() >= len(keys - left),
-                 "the history never caught up")
+        wait_for(
+            lambda: server is not None and server.store.count() >= len(keys - left),
+            "the history never caught up",
+        )
         assert server.ingest.drain(TIMEOUT)
         assert server.historian.flush(TIMEOUT)
         comparison = compare_with_history(server.store, recorded)
@@ -564,10 +606,12 @@ def test_s05_kill_9_mid_flush_loses_nothing_and_duplicates_at_most_one_batch(  #
                 seen[key] = seen.get(key, 0) + 1
         duplicates = sum(n - 1 for n in seen.values() if n > 1)
         assert duplicates <= batch * tags, f"{duplicates} values sent twice (> one batch)"
-        print(f"S-05: killed after {sent_before_kill} historical DDATA with {left_at_kill} records"
-              f" left; integrity ok; {len(recorded)} values produced in both runs,"
-              f" {len(missing)} lost in the interrupted poll, {len(left)} still spooled;"
-              f" {duplicates} values sent twice (bound {batch * tags}); {comparison.summary()}")
+        print(
+            f"S-05: killed after {sent_before_kill} historical DDATA with {left_at_kill} records"
+            f" left; integrity ok; {len(recorded)} values produced in both runs,"
+            f" {len(missing)} lost in the interrupted poll, {len(left)} still spooled;"
+            f" {duplicates} values sent twice (bound {batch * tags}); {comparison.summary()}"
+        )
     finally:
         edge.stop()
         if server is not None:

@@ -114,8 +114,11 @@ def test_h07_birth_on_every_broker_with_its_own_timestamp_and_data_from_either(
             edge.stop()
         expected = len({(c.device_id, c.name, c.ts_ms) for c in produced})  # type: ignore[attr-defined]
         _wait(
-            lambda: server.ingest.drain(1) and server.historian.flush(1)
-            and server.store.count() >= expected,
+            lambda: (
+                server.ingest.drain(1)
+                and server.historian.flush(1)
+                and server.store.count() >= expected
+            ),
             what="history complete",
         )
         assert server.store.count() == expected

@@ -139,8 +139,13 @@ class BrokerProcess:
                     + self._log_tail()
                 )
             if mqtt_connect_probe(self.host, self.port, timeout=1.0):
-                log.info("%s ready on %s:%d (pid %d)", type(self).__name__, self.host,
-                         self.port, self._proc.pid)
+                log.info(
+                    "%s ready on %s:%d (pid %d)",
+                    type(self).__name__,
+                    self.host,
+                    self.port,
+                    self._proc.pid,
+                )
                 return
             time.sleep(0.05)  # polling a child's readiness, not waiting for a condition we own
         self.kill()

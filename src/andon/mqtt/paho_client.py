@@ -253,7 +253,8 @@ class PahoBrokerClient:
             if attempt == 1:
                 log.warning(
                     "MQTT broker %s unreachable: %s; retrying with backoff",
-                    self._endpoint.address, error,
+                    self._endpoint.address,
+                    error,
                 )
             else:
                 log.debug("MQTT attempt %d to %s: %s", attempt, self._endpoint.address, error)
@@ -326,11 +327,17 @@ class PahoBrokerClient:
         self._end_session(session)
         if was_up:
             # Our own disconnect is routine; anything else is a connection change to notice.
-            level = logging.INFO if session.disconnect_reason == "disconnect requested" else (
-                logging.WARNING
+            level = (
+                logging.INFO
+                if session.disconnect_reason == "disconnect requested"
+                else (logging.WARNING)
             )
-            log.log(level, "MQTT connection to %s closed: %s", self._endpoint.address,
-                    session.disconnect_reason)
+            log.log(
+                level,
+                "MQTT connection to %s closed: %s",
+                self._endpoint.address,
+                session.disconnect_reason,
+            )
             self._events.put(("disconnected", session.disconnect_reason))
             return None
         return None if self._stopping.is_set() else session.disconnect_reason
@@ -365,7 +372,9 @@ class PahoBrokerClient:
                 self._last_error = None
             # Log the recovery with the attempt count; the failures in between were not logged.
             log.info(
-                "MQTT connected to %s as %r%s", self._endpoint.address, self._endpoint.client_id,
+                "MQTT connected to %s as %r%s",
+                self._endpoint.address,
+                self._endpoint.client_id,
                 f" after {session.attempt} attempts" if session.attempt > 1 else "",
             )
             self._events.put(("connected", ""))

@@ -19,11 +19,25 @@ __all__ = ["SHIPPED_MOSQUITTO_CONF", "MosquittoBroker", "find_mosquitto", "mosqu
 SHIPPED_MOSQUITTO_CONF = Path(__file__).resolve().parents[3] / "deploy" / "mosquitto" / "andon.conf"
 
 # Directives that name host paths, listeners or credentials of a real installation.
-_REPLACED = frozenset({
-    "listener", "allow_anonymous", "password_file", "acl_file", "persistence_location",
-    "log_dest", "cafile", "capath", "certfile", "keyfile", "tls_version",
-    "require_certificate", "use_identity_as_username", "pid_file", "user",
-})
+_REPLACED = frozenset(
+    {
+        "listener",
+        "allow_anonymous",
+        "password_file",
+        "acl_file",
+        "persistence_location",
+        "log_dest",
+        "cafile",
+        "capath",
+        "certfile",
+        "keyfile",
+        "tls_version",
+        "require_certificate",
+        "use_identity_as_username",
+        "pid_file",
+        "user",
+    }
+)
 
 
 def find_mosquitto() -> str | None:
@@ -36,9 +50,9 @@ def find_mosquitto() -> str | None:
 def mosquitto_test_config(base: str, port: int, data_dir: Path, host: str = "127.0.0.1") -> str:
     """``base`` without its deployment lines, plus an anonymous listener on ``host:port``."""
     kept = [
-        line for line in base.splitlines()
-        if not line.strip() or line.lstrip().startswith("#")
-        or line.split()[0] not in _REPLACED
+        line
+        for line in base.splitlines()
+        if not line.strip() or line.lstrip().startswith("#") or line.split()[0] not in _REPLACED
     ]
     extra = [
         "",

@@ -129,7 +129,8 @@ class InMemoryBroker:
                 else:
                     self.retained.pop(topic, None)  # empty retained payload clears (MQTT 3.3.1.3)
             targets = [
-                c for c in self._sessions.values()
+                c
+                for c in self._sessions.values()
                 if any(topic_matches(f, topic) for f in c._filters)
             ]
         # Deliver outside the lock so a handler that blocks cannot stall other publishers.
@@ -218,7 +219,8 @@ class InMemoryBrokerClient:
         with self._broker._lock:
             self._filters.update(f for f, _ in filters)
             retained = [
-                (topic, payload) for topic, payload in self._broker.retained.items()
+                (topic, payload)
+                for topic, payload in self._broker.retained.items()
                 if any(topic_matches(f, topic) for f, _ in filters)
             ]
         for topic, payload in retained:  # retained messages go to each new subscription
