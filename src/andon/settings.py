@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from andon.edge.sources.config import FieldError, ModbusDeviceConfig, OpcUaDeviceConfig
+from andon.mqtt.interface import MqttEndpoint, TlsSettings
 
 __all__ = [
     "EdgeSettings",
@@ -58,6 +59,25 @@ class MqttSettings(BaseModel):
             "buffer covers that window."
         ),
     )
+
+    def endpoint(self, client_id: str) -> MqttEndpoint:
+        """The broker client's view of these settings (the password revealed only here)."""
+        tls = None
+        if self.tls_ca_file is not None:
+            tls = TlsSettings(
+                ca_file=str(self.tls_ca_file),
+                cert_file=str(self.tls_cert_file) if self.tls_cert_file else None,
+                key_file=str(self.tls_key_file) if self.tls_key_file else None,
+            )
+        return MqttEndpoint(
+            host=self.host,
+            port=self.port,
+            client_id=client_id,
+            username=self.username,
+            password=self.password.get_secret_value() if self.password else None,
+            tls=tls,
+            keepalive_s=self.keepalive_s,
+        )
 
 
 class SpoolSettings(BaseModel):

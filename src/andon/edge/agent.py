@@ -15,8 +15,8 @@ from andon.edge.sources.simulator import PlantConfig, PlantSimulator, benchmark_
 from andon.edge.spool import StoreAndForwardSpool
 from andon.edge.status import status_path_for, write_status_file
 from andon.mqtt.failover import FailoverBrokerClient
-from andon.mqtt.interface import BrokerClient, MqttEndpoint, TlsSettings, Will
-from andon.settings import EdgeSettings, MqttSettings, SimulatorSettings
+from andon.mqtt.interface import BrokerClient, Will
+from andon.settings import EdgeSettings, SimulatorSettings
 from andon.sparkplug.edge_node import EdgeNodeSession
 from andon.testing.clock import Clock, SystemClock
 
@@ -25,7 +25,6 @@ __all__ = [
     "EdgeAgent",
     "build_equipment_sources",
     "build_simulator",
-    "mqtt_endpoint",
 ]
 
 log = logging.getLogger(__name__)
@@ -35,25 +34,6 @@ _FENCE_EPOCH_KEY = "fence_epoch"
 
 #: Builds the broker client: (endpoint, message handler, listener, will factory) -> client.
 BrokerClientFactory = Callable[..., BrokerClient]
-
-
-def mqtt_endpoint(mqtt: MqttSettings, client_id: str) -> MqttEndpoint:
-    tls = None
-    if mqtt.tls_ca_file is not None:
-        tls = TlsSettings(
-            ca_file=str(mqtt.tls_ca_file),
-            cert_file=str(mqtt.tls_cert_file) if mqtt.tls_cert_file else None,
-            key_file=str(mqtt.tls_key_file) if mqtt.tls_key_file else None,
-        )
-    return MqttEndpoint(
-        host=mqtt.host,
-        port=mqtt.port,
-        client_id=client_id,
-        username=mqtt.username,
-        password=mqtt.password.get_secret_value() if mqtt.password else None,
-        tls=tls,
-        keepalive_s=mqtt.keepalive_s,
-    )
 
 
 def build_equipment_sources(settings: EdgeSettings, clock: Clock) -> list[Source]:
@@ -202,7 +182,7 @@ class EdgeAgent:
         )
         client_id = f"andon-edge-{settings.group_id}-{settings.edge_node_id}"
         self.client = FailoverBrokerClient(
-            [mqtt_endpoint(m, client_id) for m in (settings.mqtt, *settings.fallback_brokers)],
+            [m.endpoint(client_id) for m in (settings.mqtt, *settings.fallback_brokers)],
             on_message=self.publisher.on_message,
             listener=self.publisher,
             will_factory=self._next_will,

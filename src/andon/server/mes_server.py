@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from andon.api import ApiContext, create_app
-from andon.mqtt.interface import MqttEndpoint, TlsSettings
 from andon.server.auth import UserService
 from andon.server.edge_registry import EdgeRegistry
 from andon.server.host_connection import BrokerClientFactory, HostConnection
@@ -21,7 +20,7 @@ from andon.server.mes_recovery import recover
 from andon.server.mes_service import MesService
 from andon.server.metrics import ServerMetrics
 from andon.server.plant_file import load_plant
-from andon.settings import MqttSettings, ServerSettings
+from andon.settings import ServerSettings
 from andon.sparkplug.host import HostApplicationSession
 from andon.storage.historian_writer import HistorianWriter
 from andon.storage.mes import MesRepository
@@ -30,28 +29,9 @@ from andon.storage.migrate import upgrade_database
 from andon.storage.store import open_historian_store
 from andon.storage.users import UserRepository
 
-__all__ = ["MesServer", "endpoint_from_settings", "historian_spool_path"]
+__all__ = ["MesServer", "historian_spool_path"]
 
 log = logging.getLogger(__name__)
-
-
-def endpoint_from_settings(mqtt: MqttSettings, client_id: str) -> MqttEndpoint:
-    tls = None
-    if mqtt.tls_ca_file is not None:
-        tls = TlsSettings(
-            ca_file=str(mqtt.tls_ca_file),
-            cert_file=str(mqtt.tls_cert_file) if mqtt.tls_cert_file else None,
-            key_file=str(mqtt.tls_key_file) if mqtt.tls_key_file else None,
-        )
-    return MqttEndpoint(
-        host=mqtt.host,
-        port=mqtt.port,
-        client_id=client_id,
-        username=mqtt.username,
-        password=mqtt.password.get_secret_value() if mqtt.password else None,
-        tls=tls,
-        keepalive_s=mqtt.keepalive_s,
-    )
 
 
 def historian_spool_path(settings: ServerSettings) -> Path:
@@ -119,7 +99,7 @@ class MesServer:
         factory = client_factory or _default_client_factory()
         self.hosts = [
             HostConnection(
-                endpoint_from_settings(mqtt, client_id=f"andon-host-{settings.host_id}"),
+                mqtt.endpoint(client_id=f"andon-host-{settings.host_id}"),
                 HostApplicationSession(
                     settings.host_id,
                     rebirth_debounce_ms=settings.rebirth_debounce_ms,
