@@ -190,10 +190,17 @@ class MesQueries:
         open_from: list[tuple[AssetPath, int]],
         now: int,
     ) -> Bucket:
+        open_parts = [
+            self._open_part(leaf, start_ms, end_ms, now)
+            for leaf, since in open_from
+            if since < end_ms and start_ms < now
+        ]
+        if stored is not None and not open_parts:
+            # The usual hour of a trend: the stored row already has its no-data time.
+            return Bucket(start_ms, end_ms, "", stored)
         account = stored or TimeAccount()
-        for leaf, since in open_from:
-            if since < end_ms and start_ms < now:
-                account += self._open_part(leaf, start_ms, end_ms, now)
+        for part in open_parts:
+            account += part
         return Bucket(
             start_ms, end_ms, "", _with_no_data(account, (end_ms - start_ms) * len(leaves))
         )

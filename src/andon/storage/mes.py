@@ -123,6 +123,18 @@ class AccountRow:
     account: TimeAccount
 
 
+#: The stored columns that add up to a bucket's covered time (all time but no-data time).
+_COVERED_TIME_COLUMNS = (
+    "running_ms",
+    "setup_ms",
+    "unplanned_downtime_ms",
+    "blocked_ms",
+    "starved_ms",
+    "planned_downtime_ms",
+    "not_scheduled_ms",
+)
+
+
 def _account(row: Any, reasons: Iterable[tuple[str, int]] = ()) -> TimeAccount:
     values = {name: int(row[name] or 0) for name in MES_ACCOUNT_COLUMNS}
     losses = tuple(sorted((k, int(v)) for k, v in reasons if v))
@@ -329,7 +341,8 @@ class MesRepository:
         self, assets: Sequence[AssetPath], kind: str, start_ms: int, end_ms: int
     ) -> list[AccountRow]:
         """Buckets starting in [start_ms, end_ms), summed over ``assets`` per bucket start
-        (without reasons: a trend does not need them)."""
+        (without reasons: a trend does not need them). Each account's no-data time is the rest
+        of the bucket's span times the number of assets."""
         t = mes_rollup_table
         names = [str(a) for a in assets]
         query = (
@@ -349,10 +362,16 @@ class MesRepository:
             .order_by(t.c.start_ms)
         )
         with self._engine.connect() as connection:
-            rows = connection.execute(query).mappings().all()
-        return [
-            AccountRow(int(r["start_ms"]), int(r["end_ms"]), r["label"], _account(r)) for r in rows
-        ]
+            rows = connection.execute(query).all()
+        width = len(names)  # each asset contributes the bucket's span once
+        series = []
+        for start, end, label, *sums in rows:  # plain tuples: a year is 8,760 rows
+            values = {c: int(v or 0) for c, v in zip(MES_ACCOUNT_COLUMNS, sums, strict=True)}
+            span = (int(end) - int(start)) * width
+            values["no_data_ms"] = span - sum(values[c] for c in _COVERED_TIME_COLUMNS)
+            account = TimeAccount(**values, loss_by_reason=())
+            series.append(AccountRow(int(start), int(end), label, account))
+        return series
 
 
 def _row(record: StateInterval | ProducedCount) -> dict[str, Any]:
