@@ -320,6 +320,14 @@ class ServerSettings(BaseSettings):
             "historian still records every tag)."
         ),
     )
+    uns_enabled: bool = Field(
+        True,
+        description=(
+            "Mirror each asset's current state, mode, reason, run, counts and shift OEE as "
+            "retained JSON (QoS 1) on andon/v1/<asset path>/state and /oee, at most once a "
+            "second per asset and again on every broker reconnect (needs plant_file)."
+        ),
+    )
     initial_admin_password: SecretStr | None = Field(
         None,
         description=(

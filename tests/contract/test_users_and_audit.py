@@ -137,6 +137,33 @@ def test_last_used_is_written_at_most_once_a_minute(repo: UserRepository, clock:
     assert last_used() == T0 + LAST_USED_RESOLUTION_MS
 
 
+def test_a_token_check_survives_another_writer_committing_meanwhile(
+    repo: UserRepository, database_url: str
+) -> None:
+    """Another connection (the historian writer, in a server) commits between the token's read
+    and its last-used write: the check still answers instead of "database is locked"."""
+    alice = repo.add_user("alice", HASH, Role.OPERATOR)
+    token, _ = repo.issue_token(alice, "api", 10**9)
+    other = sa.create_engine(database_url)
+    done: list[bool] = []
+
+    def commit_elsewhere(connection: sa.Connection, clause: object, *args: object) -> None:
+        if not done and isinstance(clause, sa.Select):
+            done.append(True)
+            with other.begin() as writer:
+                writer.execute(sa.text("CREATE TABLE IF NOT EXISTS other_writer (x INTEGER)"))
+
+    sa.event.listen(repo.engine, "after_execute", commit_elsewhere)
+    try:
+        found = repo.user_for_token(token)
+    finally:
+        sa.event.remove(repo.engine, "after_execute", commit_elsewhere)
+        other.dispose()
+    assert done
+    assert found is not None
+    assert found[0].username == "alice"
+
+
 def test_revoke_token_and_all(repo: UserRepository) -> None:
     alice = repo.add_user("alice", HASH, Role.OPERATOR)
     first, _ = repo.issue_token(alice, "api", 10**9)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI
 
 from andon import __version__
-from andon.api import auth, edges, health, mes, tags, users
+from andon.api import auth, edges, export, health, mes, run_edits, state_edits, tags, users
 from andon.api.auth import current_user
 from andon.api.context import ApiContext
 
@@ -36,5 +36,8 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(users.users_router, dependencies=login)
     app.include_router(users.audit_router, dependencies=login)
     app.include_router(mes.router, dependencies=login)
+    app.include_router(run_edits.router, dependencies=login)
+    app.include_router(state_edits.router, dependencies=login)
+    app.include_router(export.router, dependencies=login)
     mount_web(app)
     return app

@@ -158,6 +158,16 @@ class IntervalBuilder:
             self._reasons[at_ms] = reason
         return self._rederive(at_ms)
 
+    def merge(self, at_ms: int) -> IntervalChanges:
+        """Undo the manual split at ``at_ms``: the two parts are one interval again (with the
+        first part's reason), unless a state or mode change also starts there."""
+        if at_ms not in self._splits:
+            raise DomainError(f"{self.asset}: no manual split at {at_ms}")
+        self._splits.discard(at_ms)
+        self._split_ts.remove(at_ms)
+        self._reasons.pop(at_ms, None)
+        return self._rederive(at_ms)
+
     # -- derivation ------------------------------------------------------------------------
     def _make(self, start: int, end: int | None, code: int, mode: Mode) -> StateInterval:
         definition = self._map.resolve(code)

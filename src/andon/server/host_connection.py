@@ -39,6 +39,9 @@ class HostConnection:
         self._session_lock = self.session_lock
         self.endpoint = endpoint
         self._online = threading.Event()
+        #: Called (on the MQTT thread, so they must not block) each time the session comes
+        #: online: the UNS mirror republishes its retained documents then.
+        self.online_listeners: list[Callable[[], None]] = []
         self.client = client_factory(
             endpoint,
             on_message=on_message,
@@ -66,6 +69,8 @@ class HostConnection:
         ):
             self._online.set()
             log.info("host application online (STATE birth published)")
+            for listener in self.online_listeners:
+                listener()
         else:
             log.warning("STATE birth was not acknowledged; reconnecting")
             self.client.disconnect()

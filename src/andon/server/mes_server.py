@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from andon.server.mes_recovery import recover
 from andon.server.mes_service import MesService
 from andon.server.metrics import ServerMetrics
 from andon.server.plant_file import load_plant
+from andon.server.uns import UnsPublisher
 from andon.settings import ServerSettings
 from andon.sparkplug.host import HostApplicationSession
 from andon.storage.historian_writer import HistorianWriter
@@ -27,6 +29,7 @@ from andon.storage.mes import MesRepository
 from andon.storage.mes_runs import RunRepository
 from andon.storage.migrate import upgrade_database
 from andon.storage.store import open_historian_store
+from andon.storage.types import Sample
 from andon.storage.users import UserRepository
 
 __all__ = ["MesServer", "historian_spool_path"]
@@ -93,7 +96,7 @@ class MesServer:
             self.historian,
             queue_capacity=settings.ingest_queue_capacity,
             max_future_ms=round(settings.max_clock_skew_s * 1000),
-            derive=None if self.mes is None else self.mes.offer,
+            derive=None if self.mes is None else self._derive,
         )
         # One connection, with its own session and STATE timestamp, per broker (H-07).
         factory = client_factory or _default_client_factory()
@@ -114,6 +117,12 @@ class MesServer:
         ]
         self.ingest.attach(self.hosts)
         self.host = self.hosts[0]
+        # The UNS mirror of the MES (DESIGN §4.6): retained JSON per asset on every broker.
+        self.uns: UnsPublisher | None = None
+        if self.mes_queries is not None and settings.uns_enabled:
+            self.uns = UnsPublisher(self.mes_queries, self.hosts, flush=self.historian.flush)
+            for host in self.hosts:
+                host.online_listeners.append(self.uns.republish_all)
         self.session = self.host.session
         self.metrics = ServerMetrics(self)
         self.users = UserService(
@@ -145,6 +154,8 @@ class MesServer:
         self.historian.start()
         if self.mes is not None:
             recover(self.mes, self.store, time.time_ns() // 1_000_000)
+        if self.uns is not None:
+            self.uns.start()
         self.ingest.start()
         for host in self.hosts:
             host.start()
@@ -156,6 +167,8 @@ class MesServer:
         """Stop taking messages, then drain everything received into the database."""
         if self.http is not None:
             self.http.stop()
+        if self.uns is not None:
+            self.uns.stop()
         for host in self.hosts:
             host.stop()
         self.ingest.stop()
@@ -166,6 +179,12 @@ class MesServer:
             self.mes_repository.close()
         self.users.repository.close()
         log.info("server %s stopped", self.settings.host_id)
+
+    def _derive(self, samples: Sequence[Sample]) -> None:
+        assert self.mes is not None
+        self.mes.offer(samples)
+        if self.uns is not None:
+            self.uns.offer(samples)
 
     def health(self) -> dict[str, dict[str, Any]]:
         writer = self.historian.stats()

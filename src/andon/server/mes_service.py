@@ -19,16 +19,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
-from typing import Protocol, TypeVar
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from andon.domain import (
     DEFAULT_SMALL_STOP_MS,
     AssetPath,
-    CountChanges,
-    CountDelta,
     CounterSample,
-    CountSeries,
     DomainError,
     IntervalBuilder,
     IntervalChanges,
@@ -43,15 +40,26 @@ from andon.domain import (
     StateInterval,
     StateSample,
 )
+from andon.server._mes_derive import (
+    AssetState,
+    apply_counter_safely,
+    apply_safely,
+    increments,
+    restore_edits,
+    to_int,
+)
 from andon.server.plant_file import COUNTERS, PlantModel
+from andon.storage.audit import Transaction
 from andon.storage.mes import MesChanges, MesRepository, MesWrite
-from andon.storage.mes_runs import PlantRecords, RunRepository
+from andon.storage.mes_runs import PlantRecords, RunHook, RunRepository
 from andon.storage.types import Sample
 
-__all__ = ["DerivedSink", "MesService"]
+__all__ = ["DerivedSink", "IntervalHook", "MesService", "MesUnavailableError"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+
+#: Called inside the transaction that stores a manual interval edit, with what changed.
+IntervalHook = Callable[[Transaction, IntervalChanges], None]
 
 
 class DerivedSink(Protocol):
@@ -62,37 +70,8 @@ class DerivedSink(Protocol):
     def flush(self, timeout: float | None = None) -> bool: ...
 
 
-class _AssetState:
-    def __init__(self, plant: PlantModel, asset: AssetPath) -> None:
-        self.intervals = IntervalBuilder(asset, plant.state_maps[asset])
-        maximum = plant.counter_max.get(asset, 2**32 - 1)
-        self.series = {role: CountSeries(maximum) for role in COUNTERS}
-        self.max = maximum
-        self.bound: set[str] = set()
-        self.deltas: dict[int, list[int | None]] = {}  # end ts -> [infeed, outfeed, waste]
-        # Older samples are not derived: they would overlap what was stored before a restart.
-        self.state_floor_ms: int | None = None
-        self.counter_floor_ms: int | None = None
-
-    def produced(self, asset: AssetPath, ts_ms: int) -> ProducedCount | None:
-        triple = self.deltas.get(ts_ms)
-        if triple is None:
-            return None
-        infeed, outfeed, waste = triple
-        if "infeed" in self.bound:
-            total = infeed or 0
-            if "waste" in self.bound:
-                reject = waste or 0
-            elif "outfeed" in self.bound:
-                reject = total - (outfeed or 0)
-            else:
-                reject = 0
-        else:
-            reject = waste or 0
-            total = (outfeed or 0) + reject
-        reject = max(reject, 0)
-        total = max(total, reject)
-        return None if total == 0 else ProducedCount(asset, ts_ms, total, reject)
+class MesUnavailableError(DomainError):
+    """The database did not take the pending derived writes in time; the edit was not made."""
 
 
 class MesService:
@@ -112,7 +91,7 @@ class MesService:
         self.small_stop_ms = small_stop_ms
         repository.set_modes(plant.modes)
         self._lock = threading.RLock()
-        self._assets = {asset: _AssetState(plant, asset) for asset in plant.bound_assets}
+        self._assets = {asset: AssetState(plant, asset) for asset in plant.bound_assets}
         for binding in plant.bindings.values():
             self._assets[binding.asset].bound.add(binding.role)
         self._zones: dict[AssetPath, ZoneInfo] = {}
@@ -158,10 +137,11 @@ class MesService:
                 [ModeSample(iv.start_ms, iv.mode) for iv in known],
             )
             state.state_floor_ms = known[0].start_ms
+            restore_edits(state.intervals, known)
 
     def seed_counter(self, asset: AssetPath, role: str, samples: Sequence[Sample]) -> None:
         state = self._assets[asset]
-        values = [CounterSample(s.ts_ms, v) for s in samples if (v := _int(s.value)) is not None]
+        values = [CounterSample(s.ts_ms, v) for s in samples if (v := to_int(s.value)) is not None]
         state.series[role].apply(v for v in values if 0 <= v.value <= state.max)
         if values:
             first = values[0].ts_ms
@@ -206,6 +186,13 @@ class MesService:
             intervals = state.intervals.intervals
         return intervals[-1] if intervals else None
 
+    def interval_at(self, asset: AssetPath, ts_ms: int) -> StateInterval | None:
+        state = self._assets.get(asset)
+        if state is None:
+            return None
+        with self._lock:
+            return state.intervals.interval_at(ts_ms)
+
     def is_bound(self, asset: AssetPath) -> bool:
         return asset in self._assets
 
@@ -231,7 +218,7 @@ class MesService:
             touched: set[RollupKey] = set()
             for asset, items in grouped.items():
                 touched |= self._derive(asset, items, changes, scratch)
-            _increments(changes, scratch, touched)
+            increments(changes, scratch, touched)
             if changes.rows:
                 self._sink.submit_derived(MesWrite(self.repository, changes))
 
@@ -259,7 +246,7 @@ class MesService:
                 else:
                     self._skip(sample, "a mode must be a non-empty text")
                 continue
-            value = _int(sample.value)
+            value = to_int(sample.value)
             if value is None:
                 self._skip(sample, "not an integer")
             elif role == "state":
@@ -269,7 +256,7 @@ class MesService:
             else:
                 self._skip(sample, f"counter value outside 0..{state.max}")
         touched: set[RollupKey] = set()
-        interval_changes = _apply_safely(state.intervals.apply, states, modes, asset)
+        interval_changes = apply_safely(state.intervals.apply, states, modes, asset)
         if interval_changes is not None:
             for interval in interval_changes.removed:
                 changes.intervals[(str(asset), interval.start_ms)] = None
@@ -283,13 +270,13 @@ class MesService:
     def _apply_counter(
         self,
         asset: AssetPath,
-        state: _AssetState,
+        state: AssetState,
         role: str,
         values: list[CounterSample],
         changes: MesChanges,
         scratch: RollupBuilder,
     ) -> frozenset[RollupKey]:
-        count_changes = _apply_counter_safely(state.series[role], values, asset, role)
+        count_changes = apply_counter_safely(state.series[role], values, asset, role)
         if count_changes is None:
             return frozenset()
         index = COUNTERS.index(role)
@@ -304,7 +291,7 @@ class MesService:
     def _record_counts(
         self,
         asset: AssetPath,
-        state: _AssetState,
+        state: AssetState,
         before: dict[int, ProducedCount | None],
         changes: MesChanges,
         scratch: RollupBuilder,
@@ -331,35 +318,106 @@ class MesService:
                 "MES skipped %s at %d (%r): %s", sample.tag, sample.ts_ms, sample.value, why
             )
 
+    # -- manual interval edits ----------------------------------------------------------------
+    def assign_reason(
+        self, asset: AssetPath, start_ms: int, reason_id: str | None, hook: IntervalHook
+    ) -> IntervalChanges:
+        """The reason of the stop starting at ``start_ms`` (None: its state's default)."""
+        return self.edit_intervals(asset, lambda b: b.assign_reason(start_ms, reason_id), hook)
+
+    def split_interval(self, asset: AssetPath, at_ms: int, hook: IntervalHook) -> IntervalChanges:
+        return self.edit_intervals(asset, lambda b: b.split(at_ms), hook)
+
+    def edit_intervals(
+        self,
+        asset: AssetPath,
+        edit: Callable[[IntervalBuilder], IntervalChanges],
+        hook: IntervalHook,
+    ) -> IntervalChanges:
+        """The builder's change, its rollup increments and ``hook`` (the audit entry) in one
+        derived write; waits until it is stored (else it is still queued, and retried)."""
+        state = self._assets.get(asset)
+        if state is None:
+            raise DomainError(f"{asset} has no state tag")
+        with self._lock:
+            if not self._sink.flush(timeout=30.0):
+                raise MesUnavailableError("the database is not answering; try again later")
+            interval_changes = edit(state.intervals)
+            if interval_changes.is_empty:
+                return interval_changes
+            changes = MesChanges()
+            for interval in interval_changes.removed:
+                changes.intervals[(str(asset), interval.start_ms)] = None
+            for interval in interval_changes.added:
+                changes.intervals[(str(asset), interval.start_ms)] = interval
+            scratch = self._scratch()
+            increments(changes, scratch, scratch.apply_intervals(interval_changes))
+            changes.hooks.append(lambda connection: hook(connection, interval_changes))
+            self._sink.submit_derived(MesWrite(self.repository, changes))
+        if not self._sink.flush(timeout=30.0):
+            log.warning("MES edit of %s queued; the database is slow to store it", asset)
+        return interval_changes
+
     # -- runs (the rollups' ideal times depend on them) ------------------------------------------
-    def start_run(self, run_id: str, order_id: str, asset: AssetPath, start_ms: int) -> Run:
-        return self._change_runs(
+    def start_run(
+        self,
+        run_id: str,
+        order_id: str,
+        asset: AssetPath,
+        start_ms: int,
+        hook: RunHook | None = None,
+    ) -> Run:
+        return self.change_runs(
             asset, start_ms, None,
-            lambda: self.run_repository.start_run(run_id, order_id, asset, start_ms),
+            lambda: self.run_repository.start_run(run_id, order_id, asset, start_ms, hook),
         )  # fmt: skip
 
-    def add_run(self, run: Run) -> Run:
-        return self._change_runs(
-            run.asset, run.start_ms, run.end_ms, lambda: self.run_repository.add_run(run)
+    def add_run(self, run: Run, hook: RunHook | None = None) -> Run:
+        return self.change_runs(
+            run.asset, run.start_ms, run.end_ms, lambda: self.run_repository.add_run(run, hook)
         )
 
-    def end_run(self, run_id: str, end_ms: int) -> Run:
+    def end_run(self, run_id: str, end_ms: int, hook: RunHook | None = None) -> Run:
         with self._lock:
-            run = next((r for r in self.run_repository.runs() if r.id == run_id), None)
+            run = self.run_repository.get_run(run_id)
             if run is None:
                 raise DomainError(f"unknown run {run_id!r}")
-            return self._change_runs(
-                run.asset, end_ms, None, lambda: self.run_repository.end_run(run_id, end_ms)
+            return self.change_runs(
+                run.asset, end_ms, None, lambda: self.run_repository.end_run(run_id, end_ms, hook)
             )
 
-    def _change_runs(
+    def edit_run(self, run: Run, hook: RunHook | None = None) -> Run:
+        """Another order, start or end for a stored run (same asset); counts in the old and the
+        new span are re-rated."""
+        with self._lock:
+            old = self.run_repository.get_run(run.id)
+            if old is None:
+                raise DomainError(f"unknown run {run.id!r}")
+            ends = (old.end_ms, run.end_ms)
+            end = None if None in ends else max(e for e in ends if e is not None)
+            return self.change_runs(
+                run.asset, min(old.start_ms, run.start_ms), end,
+                lambda: self.run_repository.edit_run(run, hook)[1],
+            )  # fmt: skip
+
+    def delete_run(self, run_id: str, hook: RunHook | None = None) -> Run:
+        with self._lock:
+            old = self.run_repository.get_run(run_id)
+            if old is None:
+                raise DomainError(f"unknown run {run_id!r}")
+            return self.change_runs(
+                old.asset, old.start_ms, old.end_ms,
+                lambda: self.run_repository.delete_run(run_id, hook),
+            )  # fmt: skip
+
+    def change_runs(
         self, asset: AssetPath, start_ms: int, end_ms: int | None, change: Callable[[], Run]
     ) -> Run:
         """Counts in [start_ms, end_ms) are re-rated: retracted with the old runs, the change
         stored, then added back with the new ones, as the rollup rules require."""
         with self._lock:
             if not self._sink.flush(timeout=30.0):
-                raise DomainError("the database is not answering; try again later")
+                raise MesUnavailableError("the database is not answering; try again later")
             run = change()
             until = 2**62 if end_ms is None else end_ms
             affected = [a for a in self._assets if a == asset or asset.is_ancestor_of(a)]
@@ -367,98 +425,11 @@ class MesService:
             changes = MesChanges()
             retract = self._scratch()
             touched = retract.apply_counts(removed=counts)
-            _increments(changes, retract, touched)
+            increments(changes, retract, touched)
             self.reload_runs()
             add = self._scratch()
             touched = add.apply_counts(added=counts)
-            _increments(changes, add, touched)
+            increments(changes, add, touched)
             if changes.rows:
                 self._sink.submit_derived(MesWrite(self.repository, changes))
             return run
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _apply_safely(
-    apply: Callable[[list[StateSample], list[ModeSample]], IntervalChanges],
-    states: list[StateSample],
-    modes: list[ModeSample],
-    asset: AssetPath,
-) -> IntervalChanges | None:
-    if not states and not modes:
-        return None
-    try:
-        return apply(states, modes)
-    except DomainError as exc:
-        # Two different codes at one instant: the first one stored wins, as in the history.
-        log.warning("MES %s: %s; applying the samples one by one", asset, exc)
-        removed: list[StateInterval] = []
-        added: list[StateInterval] = []
-        for one_state in states:
-            try:
-                part = apply([one_state], [])
-            except DomainError:
-                continue
-            removed.extend(part.removed)
-            added.extend(part.added)
-        for one_mode in modes:
-            try:
-                part = apply([], [one_mode])
-            except DomainError:
-                continue
-            removed.extend(part.removed)
-            added.extend(part.added)
-        gone, new = _net(removed, added)
-        return IntervalChanges(removed=gone, added=new)
-
-
-def _net(removed: list[T], added: list[T]) -> tuple[tuple[T, ...], tuple[T, ...]]:
-    """Successive changes folded into one: a record added then removed never existed, and one
-    removed then added back is unchanged."""
-    gone, new = list(removed), list(added)
-    for record in list(gone):
-        if record in new:
-            new.remove(record)
-            gone.remove(record)
-    return tuple(gone), tuple(new)
-
-
-def _apply_counter_safely(
-    series: CountSeries, values: list[CounterSample], asset: AssetPath, role: str
-) -> CountChanges | None:
-    if not values:
-        return None
-    try:
-        return series.apply(values)
-    except DomainError as exc:
-        # A value contradicting a stored one at the same instant: the first one wins, as in
-        # the history; the others of the batch still count.
-        log.warning("MES %s %s: %s; applying the values one by one", asset, role, exc)
-    removed: list[CountDelta] = []
-    added: list[CountDelta] = []
-    for value in values:
-        try:
-            part = series.apply([value])
-        except DomainError:
-            continue
-        removed.extend(part.removed)
-        added.extend(part.added)
-    gone, new = _net(removed, added)
-    return CountChanges(gone, new)
-
-
-def _increments(changes: MesChanges, scratch: RollupBuilder, touched: Iterable[RollupKey]) -> None:
-    for key in touched:
-        rollup = scratch.get(key)
-        if rollup is not None:
-            changes.add_account(
-                str(key.asset), key.kind.value, key.start_ms, key.end_ms, key.label, rollup.account
-            )

@@ -18,7 +18,11 @@ from sqlalchemy.engine import URL, Engine
 from andon.storage.engine import create_engine_for
 from andon.storage.schema import audit_log_table
 
-__all__ = ["AuditEntry", "AuditLog"]
+__all__ = ["AuditEntry", "AuditLog", "Transaction"]
+
+#: An open database transaction, as storage hands it to a caller's hook (e.g. to write the audit
+#: entry of a change with ``AuditLog.record(..., connection=...)``); opaque outside storage.
+Transaction = sa.Connection
 
 #: Upper bound of one ``list`` call, so an API query cannot load the whole table.
 MAX_LIST = 10_000

@@ -10,7 +10,7 @@ excluded.x``), so the service never needs the absolute value of a bucket it does
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,10 +61,13 @@ class MesChanges:
     counts: dict[IntervalKey, ProducedCount | None] = field(default_factory=dict)
     rollups: dict[RollupRowKey, RollupIncrement] = field(default_factory=dict)
     reasons: dict[tuple[str, str, int, str], int] = field(default_factory=dict)
+    #: Run inside the transaction that writes the rest (e.g. the audit entry of a manual edit).
+    hooks: list[Callable[[sa.Connection], None]] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
-        return len(self.intervals) + len(self.counts) + len(self.rollups) + len(self.reasons)
+        rows = len(self.intervals) + len(self.counts) + len(self.rollups) + len(self.reasons)
+        return rows + len(self.hooks)
 
     def add_account(
         self, asset: str, kind: str, start_ms: int, end_ms: int, label: str, part: TimeAccount
@@ -93,6 +96,7 @@ class MesChanges:
                     row.values[name] = row.values.get(name, 0) + value
         for rkey, ms in newer.reasons.items():
             self.reasons[rkey] = self.reasons.get(rkey, 0) + ms
+        self.hooks.extend(newer.hooks)
 
 
 @dataclass(slots=True)
@@ -181,6 +185,8 @@ class MesRepository:
                 self._add_rollups(connection, changes.rollups)
             if changes.reasons:
                 self._add_reasons(connection, changes.reasons)
+            for hook in changes.hooks:
+                hook(connection)
 
     def _write_keyed(
         self,

@@ -10,7 +10,7 @@ lock per asset, so two concurrent requests cannot both pass the check.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -44,7 +44,11 @@ from andon.storage.schema import (
     mes_state_definition_table,
 )
 
-__all__ = ["PlantRecords", "RunRepository", "calendar_json"]
+__all__ = ["PlantRecords", "RunHook", "RunRepository", "calendar_json"]
+
+#: Called inside the transaction of a run change with (connection, before, after), e.g. to write
+#: the audit entry: if it raises, the change rolls back with it.
+RunHook = Callable[[sa.Connection, Run | None, Run | None], None]
 
 
 def calendar_json(calendar: ShiftCalendar) -> str:
@@ -234,34 +238,39 @@ class RunRepository:
         with self._engine.connect() as connection:
             return [_run(r) for r in connection.execute(query).mappings()]
 
-    def add_run(self, run: Run) -> Run:
+    def get_run(self, run_id: str) -> Run | None:
+        t = mes_run_table
+        with self._engine.connect() as connection:
+            row = connection.execute(sa.select(t).where(t.c.id == run_id)).mappings().first()
+        return None if row is None else _run(row)
+
+    def add_run(self, run: Run, hook: RunHook | None = None) -> Run:
         """A run with its start and (optional) end, e.g. a manual patch-up of a missed run."""
         with self._write() as connection, connection.begin():
             if connection.execute(
                 sa.select(mes_run_table.c.id).where(mes_run_table.c.id == run.id)
             ).first():
                 raise DomainError(f"run {run.id!r} already exists")
-            if not connection.execute(
-                sa.select(mes_order_table.c.id).where(mes_order_table.c.id == run.order_id)
-            ).first():
-                raise DomainError(f"run {run.id!r}: unknown order {run.order_id!r}")
+            self._check_order(connection, run)
             self._check_free(connection, run, None)
             connection.execute(mes_run_table.insert(), [_run_row(run)])
+            if hook is not None:
+                hook(connection, None, run)
         return run
 
-    def start_run(self, run_id: str, order_id: str, asset: AssetPath, start_ms: int) -> Run:
-        return self.add_run(Run(run_id, order_id, asset, start_ms, None))
+    def start_run(
+        self,
+        run_id: str,
+        order_id: str,
+        asset: AssetPath,
+        start_ms: int,
+        hook: RunHook | None = None,
+    ) -> Run:
+        return self.add_run(Run(run_id, order_id, asset, start_ms, None), hook)
 
-    def end_run(self, run_id: str, end_ms: int) -> Run:
+    def end_run(self, run_id: str, end_ms: int, hook: RunHook | None = None) -> Run:
         with self._write() as connection, connection.begin():
-            row = (
-                connection.execute(sa.select(mes_run_table).where(mes_run_table.c.id == run_id))
-                .mappings()
-                .first()
-            )
-            if row is None:
-                raise DomainError(f"unknown run {run_id!r}")
-            run = _run(row)
+            run = self._locked_run(connection, run_id)
             if run.end_ms is not None:
                 raise DomainError(f"run {run_id!r} has already ended at {run.end_ms}")
             ended = replace(run, end_ms=end_ms)  # Run checks end > start
@@ -269,7 +278,49 @@ class RunRepository:
             connection.execute(
                 mes_run_table.update().where(mes_run_table.c.id == run_id).values(end_ms=end_ms)
             )
+            if hook is not None:
+                hook(connection, run, ended)
         return ended
+
+    def edit_run(self, run: Run, hook: RunHook | None = None) -> tuple[Run, Run]:
+        """Replace the stored run of ``run.id`` (same asset) by ``run``; returns (old, new)."""
+        with self._write() as connection, connection.begin():
+            old = self._locked_run(connection, run.id)
+            if old.asset != run.asset:
+                raise DomainError(f"run {run.id!r} cannot move to another asset")
+            self._check_order(connection, run)
+            self._check_free(connection, run, old)
+            row = _run_row(run)
+            del row["id"]
+            connection.execute(
+                mes_run_table.update().where(mes_run_table.c.id == run.id).values(**row)
+            )
+            if hook is not None:
+                hook(connection, old, run)
+        return old, run
+
+    def delete_run(self, run_id: str, hook: RunHook | None = None) -> Run:
+        with self._write() as connection, connection.begin():
+            old = self._locked_run(connection, run_id)
+            connection.execute(mes_run_table.delete().where(mes_run_table.c.id == run_id))
+            if hook is not None:
+                hook(connection, old, None)
+        return old
+
+    def _locked_run(self, connection: sa.Connection, run_id: str) -> Run:
+        t = mes_run_table
+        query = sa.select(t).where(t.c.id == run_id)
+        if not self._sqlite:
+            query = query.with_for_update()
+        row = connection.execute(query).mappings().first()
+        if row is None:
+            raise DomainError(f"unknown run {run_id!r}")
+        return _run(row)
+
+    def _check_order(self, connection: sa.Connection, run: Run) -> None:
+        t = mes_order_table
+        if not connection.execute(sa.select(t.c.id).where(t.c.id == run.order_id)).first():
+            raise DomainError(f"run {run.id!r}: unknown order {run.order_id!r}")
 
     def _check_free(self, connection: sa.Connection, run: Run, old: Run | None) -> None:
         """The domain's overlap rule against the asset's runs, read under a per-asset lock

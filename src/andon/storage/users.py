@@ -269,6 +269,10 @@ class UserRepository:
         try:
             with self.engine.connect() as connection:
                 row = connection.execute(query).mappings().first()
+                # End the read first: on SQLite a write begun inside a read transaction fails
+                # at once ("database is locked", no busy wait) if another connection (the
+                # historian writer) committed since the read began.
+                connection.rollback()
                 if row is None or row["expires_at_ms"] <= now or row["disabled"]:
                     return None
                 last = row["last_used_ms"]

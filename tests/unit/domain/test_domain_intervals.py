@@ -145,6 +145,24 @@ def test_split_downtime_and_give_each_part_a_reason() -> None:
         builder.split(400)
 
 
+def test_a_split_can_be_merged_back_and_keeps_the_first_reason() -> None:
+    builder = IntervalBuilder(FILLER, STATE_MAP)
+    builder.apply([StateSample(0, STOPPED), StateSample(1000, RUNNING)])
+    builder.split(400)
+    builder.assign_reason(0, "waiting")
+    builder.assign_reason(400, "repair")
+    changes = builder.merge(400)
+    assert [(iv.start_ms, iv.end_ms) for iv in changes.removed] == [(0, 400), (400, 1000)]
+    assert [(iv.start_ms, iv.end_ms, iv.reason_id) for iv in builder.intervals] == [
+        (0, 1000, "waiting"),
+        (1000, None, None),
+    ]
+    with pytest.raises(DomainError, match="no manual split at 400"):
+        builder.merge(400)
+    with pytest.raises(DomainError, match="no manual split at 1000"):
+        builder.merge(1000)
+
+
 def test_mode_changes_start_intervals_and_samples_before_any_state_give_none() -> None:
     builder = IntervalBuilder(FILLER, STATE_MAP)
     builder.apply(modes=[ModeSample(10, CHANGEOVER)])

@@ -1,0 +1,174 @@
+"""The pure helpers of ``MesService``: one bound asset's builders, integer samples, batches
+applied safely (one by one when a batch is refused), rollup increments, and restoring manual
+edits into a freshly seeded builder."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
+
+from andon.domain import (
+    AssetPath,
+    CountChanges,
+    CountDelta,
+    CounterSample,
+    CountSeries,
+    DomainError,
+    IntervalBuilder,
+    IntervalChanges,
+    ModeSample,
+    ProducedCount,
+    RollupBuilder,
+    RollupKey,
+    StateInterval,
+    StateSample,
+)
+from andon.server.plant_file import COUNTERS, PlantModel
+from andon.storage.mes import MesChanges
+
+__all__ = [
+    "AssetState",
+    "apply_counter_safely",
+    "apply_safely",
+    "increments",
+    "restore_edits",
+    "to_int",
+]
+
+log = logging.getLogger("andon.server.mes_service")
+T = TypeVar("T")
+
+
+class AssetState:
+    def __init__(self, plant: PlantModel, asset: AssetPath) -> None:
+        self.intervals = IntervalBuilder(asset, plant.state_maps[asset])
+        maximum = plant.counter_max.get(asset, 2**32 - 1)
+        self.series = {role: CountSeries(maximum) for role in COUNTERS}
+        self.max = maximum
+        self.bound: set[str] = set()
+        self.deltas: dict[int, list[int | None]] = {}  # end ts -> [infeed, outfeed, waste]
+        # Older samples are not derived: they would overlap what was stored before a restart.
+        self.state_floor_ms: int | None = None
+        self.counter_floor_ms: int | None = None
+
+    def produced(self, asset: AssetPath, ts_ms: int) -> ProducedCount | None:
+        triple = self.deltas.get(ts_ms)
+        if triple is None:
+            return None
+        infeed, outfeed, waste = triple
+        if "infeed" in self.bound:
+            total = infeed or 0
+            if "waste" in self.bound:
+                reject = waste or 0
+            elif "outfeed" in self.bound:
+                reject = total - (outfeed or 0)
+            else:
+                reject = 0
+        else:
+            reject = waste or 0
+            total = (outfeed or 0) + reject
+        reject = max(reject, 0)
+        total = max(total, reject)
+        return None if total == 0 else ProducedCount(asset, ts_ms, total, reject)
+
+
+def restore_edits(builder: IntervalBuilder, known: Sequence[StateInterval]) -> None:
+    """The manual splits and reasons of stored intervals, back in a freshly seeded builder."""
+    for interval in known:
+        try:
+            current = builder.interval_at(interval.start_ms)
+            if current is not None and current.start_ms != interval.start_ms:
+                builder.split(interval.start_ms)
+                current = builder.interval_at(interval.start_ms)
+            if current is not None and current.reason_id != interval.reason_id:
+                builder.assign_reason(interval.start_ms, interval.reason_id)
+        except DomainError:
+            continue  # a stored record the rules no longer give: left as derived
+
+
+def to_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def apply_safely(
+    apply: Callable[[list[StateSample], list[ModeSample]], IntervalChanges],
+    states: list[StateSample],
+    modes: list[ModeSample],
+    asset: AssetPath,
+) -> IntervalChanges | None:
+    if not states and not modes:
+        return None
+    try:
+        return apply(states, modes)
+    except DomainError as exc:
+        # Two different codes at one instant: the first one stored wins, as in the history.
+        log.warning("MES %s: %s; applying the samples one by one", asset, exc)
+        removed: list[StateInterval] = []
+        added: list[StateInterval] = []
+        for one_state in states:
+            try:
+                part = apply([one_state], [])
+            except DomainError:
+                continue
+            removed.extend(part.removed)
+            added.extend(part.added)
+        for one_mode in modes:
+            try:
+                part = apply([], [one_mode])
+            except DomainError:
+                continue
+            removed.extend(part.removed)
+            added.extend(part.added)
+        gone, new = _net(removed, added)
+        return IntervalChanges(removed=gone, added=new)
+
+
+def _net(removed: list[T], added: list[T]) -> tuple[tuple[T, ...], tuple[T, ...]]:
+    """Successive changes folded into one: a record added then removed never existed, and one
+    removed then added back is unchanged."""
+    gone, new = list(removed), list(added)
+    for record in list(gone):
+        if record in new:
+            new.remove(record)
+            gone.remove(record)
+    return tuple(gone), tuple(new)
+
+
+def apply_counter_safely(
+    series: CountSeries, values: list[CounterSample], asset: AssetPath, role: str
+) -> CountChanges | None:
+    if not values:
+        return None
+    try:
+        return series.apply(values)
+    except DomainError as exc:
+        # A value contradicting a stored one at the same instant: the first one wins, as in
+        # the history; the others of the batch still count.
+        log.warning("MES %s %s: %s; applying the values one by one", asset, role, exc)
+    removed: list[CountDelta] = []
+    added: list[CountDelta] = []
+    for value in values:
+        try:
+            part = series.apply([value])
+        except DomainError:
+            continue
+        removed.extend(part.removed)
+        added.extend(part.added)
+    gone, new = _net(removed, added)
+    return CountChanges(gone, new)
+
+
+def increments(changes: MesChanges, scratch: RollupBuilder, touched: Iterable[RollupKey]) -> None:
+    for key in touched:
+        rollup = scratch.get(key)
+        if rollup is not None:
+            changes.add_account(
+                str(key.asset), key.kind.value, key.start_ms, key.end_ms, key.label, rollup.account
+            )
