@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -86,7 +87,7 @@ def mqtt_connect_probe(host: str, port: int, timeout: float = 2.0) -> bool:
         return False
 
 
-class BrokerProcess:
+class BrokerProcess(ABC):
     """A broker running as a child process, listening for MQTT on ``host:port``."""
 
     log_name = "broker.log"
@@ -97,9 +98,9 @@ class BrokerProcess:
         self.host = host
         self._proc: subprocess.Popen[bytes] | None = None
 
-    # Subclasses: write the config file(s) and return the command line.
+    @abstractmethod
     def _command(self) -> list[str]:
-        raise NotImplementedError
+        """Write the broker's config file(s) and return its command line."""
 
     @property
     def log_path(self) -> Path:

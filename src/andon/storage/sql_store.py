@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,7 +36,7 @@ _TAG_LOOKUP_CHUNK = 500
 _TagRef = tuple[int, int]  # (tag id, datatype)
 
 
-class SqlHistorianStore:
+class SqlHistorianStore(ABC):
     """Base of the SQL historian stores; subclasses implement ``_insert_tags``/``_insert_rows``."""
 
     #: Execution options for write transactions (SQLite asks for BEGIN IMMEDIATE).
@@ -59,16 +60,16 @@ class SqlHistorianStore:
 
     # -- dialect primitives --------------------------------------------------------------
 
+    @abstractmethod
     def _insert_tags(self, connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
         """Insert tag rows, silently skipping paths that already exist."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _insert_rows(self, connection: sa.Connection, rows: list[SampleRow]) -> int:
         """Insert sample rows ignoring (tag_id, ts) conflicts; return the number inserted."""
-        raise NotImplementedError
 
-    def _after_commit(self, connection: sa.Connection) -> None:
-        """Called after a write transaction committed on ``connection``."""
+    def _after_commit(self, connection: sa.Connection) -> None:  # noqa: B027 (optional hook)
+        """Called after a write transaction committed on ``connection``; nothing by default."""
 
     # -- writes ---------------------------------------------------------------------------
 
