@@ -150,12 +150,27 @@ class SimulatorSettings(BaseModel):
     )
 
 
-class EdgeSettings(BaseSettings):
-    """Settings of ``andon edge``."""
+class _CommandSettings(BaseSettings):
+    """What every command's settings share: the ``ANDON_`` environment, then the TOML file."""
 
     model_config = SettingsConfigDict(
         env_prefix="ANDON_", env_nested_delimiter="__", extra="forbid"
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlFileSource(settings_cls))
+
+
+class EdgeSettings(_CommandSettings):
+    """Settings of ``andon edge``."""
 
     group_id: str = Field("Plant1", description="Sparkplug group ID.")
     edge_node_id: str = Field("Edge1", description="Sparkplug edge node ID (unique in the group).")
@@ -207,24 +222,9 @@ class EdgeSettings(BaseSettings):
             seen.add(device)
         return self
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlFileSource(settings_cls))
 
-
-class ServerSettings(BaseSettings):
+class ServerSettings(_CommandSettings):
     """Settings of ``andon server`` (and of the server inside ``andon demo``)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="ANDON_", env_nested_delimiter="__", extra="forbid"
-    )
 
     host_id: str = Field(
         "andon", description="Sparkplug host application ID; STATE is spBv1.0/STATE/<host_id>."
@@ -335,17 +335,6 @@ class ServerSettings(BaseSettings):
             "password at start (for containers). Never logged; prefer the environment variable."
         ),
     )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlFileSource(settings_cls))
 
 
 class _TomlFileSource(PydanticBaseSettingsSource):
