@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from andon.bench.brokers import bench_broker
 from andon.bench.report import Figure
-from andon.mqtt.embedded_broker import BrokerProcess, EmbeddedNatsBroker
 from andon.storage.admin import create_postgres_database, drop_postgres_database
 from andon.storage.migrate import upgrade_database
 from andon.storage.store import open_historian_store
@@ -77,14 +77,7 @@ def run_ingest(
 ) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="andon-bench-ingest-") as tmp:
         work = workdir or Path(tmp)
-        broker_process: BrokerProcess
-        if broker == "mosquitto":
-            from andon.testing.brokers import MosquittoBroker
-
-            broker_process = MosquittoBroker(data_dir=work / "broker")
-        else:
-            broker_process = EmbeddedNatsBroker(work / "broker", mqtt_port=free_port())
-        broker_process.start()
+        broker_process = bench_broker(broker, work / "broker")
         try:
             with _fresh_database(database_url, work, "ingest") as url:
                 result, elapsed = _ingest_run(url, broker_process.port, seconds, work, progress)

@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from andon.bench.brokers import bench_broker
 from andon.bench.report import Figure
 from andon.edge.sources.base import TagChange, TagSpec
 from andon.edge.sources.simulator import PlantSimulator, benchmark_plant
 from andon.edge.spool import StoreAndForwardSpool
-from andon.mqtt.embedded_broker import BrokerProcess, EmbeddedNatsBroker
 from andon.sparkplug.model import DataType, MetricValue
 from andon.storage.store import open_historian_store
 from andon.testing.clock import SystemClock
@@ -98,16 +98,7 @@ def run_replay(
     with tempfile.TemporaryDirectory(prefix="andon-bench-replay-") as tmp:
         work = workdir or Path(tmp)
         url = database_url or f"sqlite:///{work / 'bench.db'}"
-        broker_process: BrokerProcess
-        if broker == "mosquitto":
-            from andon.testing.brokers import MosquittoBroker
-
-            broker_process = MosquittoBroker(data_dir=work / "broker")
-        else:
-            from andon.testing.ports import free_port
-
-            broker_process = EmbeddedNatsBroker(work / "broker", mqtt_port=free_port())
-        broker_process.start()
+        broker_process = bench_broker(broker, work / "broker")
         rig = AndonRig(
             work / "rig",
             mqtt_port=broker_process.port,

@@ -386,10 +386,11 @@ def _print_figures(figures: list[Any], as_json: bool) -> None:
     typer.echo(render_json(figures) if as_json else render_table(figures))
 
 
-def _progress() -> tuple[Any, Callable[[str, float, float], None]]:
-    """A rich progress bar and the callback the benchmarks report to."""
+def _run_bench(run: Callable[..., Any], as_json: bool, **options: Any) -> None:
+    """Run one benchmark with a progress bar, then print its figures (or one error line)."""
     from rich.progress import Progress
 
+    logging.basicConfig(level=logging.WARNING)
     progress = Progress(transient=True)
     tasks: dict[str, Any] = {}
 
@@ -398,7 +399,13 @@ def _progress() -> tuple[Any, Callable[[str, float, float], None]]:
             tasks[task] = progress.add_task(task, total=total)
         progress.update(tasks[task], completed=done, total=total)
 
-    return progress, report
+    try:
+        with progress:
+            figures = run(progress=report, **options)
+    except (OSError, RuntimeError, TimeoutError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    _print_figures(list(figures), as_json)
 
 
 @bench_app.command("replay")
@@ -412,23 +419,16 @@ def bench_replay(
     as_json: JsonOption = False,
 ) -> None:
     """Drain one hour of a 500-tag plant from an edge spool into the historian."""
-    logging.basicConfig(level=logging.WARNING)
     from andon.bench.replay import run_replay
 
-    progress, report = _progress()
-    try:
-        with progress:
-            figures = run_replay(
-                database_url=database,
-                broker=broker,
-                minutes=minutes,
-                machines=machines,
-                progress=report,
-            )
-    except (OSError, RuntimeError, TimeoutError, ValueError) as exc:
-        _fail(str(exc))
-        return
-    _print_figures(list(figures), as_json)
+    _run_bench(
+        run_replay,
+        as_json,
+        database_url=database,
+        broker=broker,
+        minutes=minutes,
+        machines=machines,
+    )
 
 
 @bench_app.command("ingest")
@@ -441,19 +441,9 @@ def bench_ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Sparkplug DDATA through a real broker into the historian, against the database's limit."""
-    logging.basicConfig(level=logging.WARNING)
     from andon.bench.ingest import run_ingest
 
-    progress, report = _progress()
-    try:
-        with progress:
-            figures = run_ingest(
-                database_url=database, broker=broker, seconds=seconds, progress=report
-            )
-    except (OSError, RuntimeError, TimeoutError, ValueError) as exc:
-        _fail(str(exc))
-        return
-    _print_figures(list(figures), as_json)
+    _run_bench(run_ingest, as_json, database_url=database, broker=broker, seconds=seconds)
 
 
 @bench_app.command("query")
@@ -466,19 +456,9 @@ def bench_query(
     as_json: JsonOption = False,
 ) -> None:
     """OEE of one asset over a year and its hourly trend, from the rollups (p50/p99)."""
-    logging.basicConfig(level=logging.WARNING)
     from andon.bench.query import run_query_bench
 
-    progress, report = _progress()
-    try:
-        with progress:
-            figures = run_query_bench(
-                database_url=database, days=days, repeat=repeat, progress=report
-            )
-    except (OSError, RuntimeError, ValueError) as exc:
-        _fail(str(exc))
-        return
-    _print_figures(list(figures), as_json)
+    _run_bench(run_query_bench, as_json, database_url=database, days=days, repeat=repeat)
 
 
 def main() -> None:
