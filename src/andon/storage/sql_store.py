@@ -147,6 +147,21 @@ class SqlHistorianStore(ABC):
         self, tag: str, start_ms: int, end_ms: int, limit: int = DEFAULT_HISTORY_LIMIT
     ) -> list[Sample]:
         s = sample_table.c
+        return self._samples(tag, (s.ts >= start_ms, s.ts < end_ms), s.ts, limit)
+
+    def latest(self, tag: str) -> Sample | None:
+        found = self._samples(tag, (), sample_table.c.ts.desc(), 1)
+        return found[0] if found else None
+
+    def _samples(
+        self,
+        tag: str,
+        conditions: tuple[sa.ColumnElement[bool], ...],
+        order: sa.ColumnElement[Any],
+        limit: int,
+    ) -> list[Sample]:
+        """Samples of one tag, decoded with the tag's datatype."""
+        s = sample_table.c
         with self._engine.connect() as connection:
             ref = self._tag(connection, tag)
             if ref is None:
@@ -162,8 +177,8 @@ class SqlHistorianStore(ABC):
                     s.quality,
                     s.is_historical,
                 )
-                .where(s.tag_id == tag_id, s.ts >= start_ms, s.ts < end_ms)
-                .order_by(s.ts)
+                .where(s.tag_id == tag_id, *conditions)
+                .order_by(order)
                 .limit(limit)
             )
             rows = connection.execute(query).all()
@@ -171,34 +186,6 @@ class SqlHistorianStore(ABC):
             Sample(tag, ts, decode_value(vd, vi, vt, vb, datatype), quality, bool(hist), datatype)
             for ts, vd, vi, vt, vb, quality, hist in rows
         ]
-
-    def latest(self, tag: str) -> Sample | None:
-        s = sample_table.c
-        with self._engine.connect() as connection:
-            ref = self._tag(connection, tag)
-            if ref is None:
-                return None
-            tag_id, datatype = ref
-            query = (
-                sa.select(
-                    s.ts,
-                    s.value_double,
-                    s.value_int,
-                    s.value_text,
-                    s.value_bytes,
-                    s.quality,
-                    s.is_historical,
-                )
-                .where(s.tag_id == tag_id)
-                .order_by(s.ts.desc())
-                .limit(1)
-            )
-            row = connection.execute(query).first()
-        if row is None:
-            return None
-        ts, vd, vi, vt, vb, quality, hist = row
-        value = decode_value(vd, vi, vt, vb, datatype)
-        return Sample(tag, ts, value, quality, bool(hist), datatype)
 
     def aggregate(
         self, tag: str, start_ms: int, end_ms: int, bucket_ms: int
