@@ -6,12 +6,17 @@ measured by ``andon bench``, not by timed tests).
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from andon.bench.ingest import run_ingest
+from andon.bench.query import run_query_bench
 from andon.bench.replay import run_replay
 from andon.bench.report import render_json, render_table
+from andon.bench.scale import cell_path, run_scale, scale_plant_toml
+from andon.server.plant_file import parse_plant
 
 pytestmark = pytest.mark.integration
 
@@ -26,3 +31,42 @@ def test_replay_bench_drains_a_small_backlog_and_reports_it(tmp_path: Path) -> N
         assert figure.conditions["elapsed_s"] > 0  # type: ignore[operator]
     assert "backlog drain rate" in render_table(figures)
     assert '"benchmark": "replay"' in render_json(figures)
+
+
+def test_ingest_bench_counts_every_value_and_measures_the_database_limit(tmp_path: Path) -> None:
+    figures = run_ingest(seconds=1.0, workdir=tmp_path)
+    by_name = {f.name: f for f in figures}
+    end_to_end = by_name["end-to-end ingest"]
+    assert end_to_end.value > 0
+    assert end_to_end.limit is not None
+    assert end_to_end.limit > 0
+    assert end_to_end.conditions["lost"] == 0
+    assert int(end_to_end.conditions["values"]) > 0  # type: ignore[call-overload]
+    ratio = by_name["ingest / database limit"]
+    assert ratio.value == pytest.approx(end_to_end.value / end_to_end.limit)
+
+
+def test_query_bench_times_the_oee_and_trend_queries(tmp_path: Path) -> None:
+    figures = run_query_bench(f"sqlite:///{tmp_path / 'q.db'}", days=2, repeat=3)
+    assert {f.unit for f in figures} == {"ms"}
+    assert len(figures) == 4
+    for figure in figures:
+        assert figure.value > 0
+
+
+def test_scale_bench_measures_the_server_under_a_paced_plant(tmp_path: Path) -> None:
+    figures = run_scale(assets=6, tags=8, seconds=2.0, warmup=1.0, workdir=tmp_path)
+    by_name = {f.name: f for f in figures}
+    cpu = by_name["server CPU (share of one core)"]
+    assert 0 < cpu.value < 2.0  # a share of the machine's two cores
+    assert cpu.conditions["assets"] == 6
+    assert cpu.conditions["lost"] == 0
+    assert by_name["server memory (peak RSS)"].value > 10
+
+
+def test_scale_plant_binds_every_machine_to_its_edge() -> None:
+    model = parse_plant(tomllib.loads(scale_plant_toml(50, 2)), "scale.toml")
+    assert len(model.bound_assets) == 50
+    assert model.bindings["Scale/Edge2/M0049/Count/Waste"].role == "waste"
+    assert model.bindings["Scale/Edge1/M0000/State/Code"].asset == model.bound_assets[0]
+    assert cell_path(49).endswith("/M0049")

@@ -461,5 +461,34 @@ def bench_query(
     _run_bench(run_query_bench, as_json, database_url=database, days=days, repeat=repeat)
 
 
+@bench_app.command("scale")
+def bench_scale(
+    database: Annotated[
+        str | None, typer.Option(help="Database URL (default: a new SQLite file)")
+    ] = None,
+    broker: Annotated[str, typer.Option(help="nats (embedded) or mosquitto")] = "nats",
+    assets: Annotated[
+        int, typer.Option(help="Machines, each with its own state and counters")
+    ] = 1000,
+    tags: Annotated[int, typer.Option(help="Tags per machine, all changing once a second")] = 25,
+    seconds: Annotated[float, typer.Option(help="Measured window after the warm-up")] = 300.0,
+    warmup: Annotated[float, typer.Option(help="Seconds of load before measuring")] = 30.0,
+    as_json: JsonOption = False,
+) -> None:
+    """The server's CPU share and memory for a plant at 1 Hz with MES derivation."""
+    from andon.bench.scale import run_scale
+
+    _run_bench(
+        run_scale,
+        as_json,
+        database_url=database,
+        broker=broker,
+        assets=assets,
+        tags=tags,
+        seconds=seconds,
+        warmup=warmup,
+    )
+
+
 def main() -> None:
     app()

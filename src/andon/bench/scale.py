@@ -1,0 +1,269 @@
+"""``andon bench scale``: one server, 1,000 assets x 25 tags at 1 Hz with MES derivation.
+
+Two paced edge processes (``paced_load``) publish a plant of ``assets`` machines whose every tag
+changes once a second; ``andon server`` (its own process) ingests it with a generated plant file
+binding each machine's state code and counters, so MES derivation (state intervals, count deltas,
+rollups) runs for every asset. After a warm-up the server's CPU time (user + system, from
+/proc) is sampled over the measured window: the figure is the share of one core it used, against
+the target of half a core, beside the memory it held. The run then checks that the historian
+holds every value (zero loss) and that the MES shows a state for every asset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from andon.bench.brokers import bench_broker
+from andon.bench.paced_load import machine_id
+from andon.bench.report import Figure
+from andon.demo import demo_plant_file
+from andon.storage.store import open_historian_store
+from andon.testing.ports import free_port
+from andon.testing.processes import AndonProcess, http_get, wait_until, write_toml
+
+__all__ = ["cell_path", "process_cpu_seconds", "process_rss_mib", "run_scale", "scale_plant_toml"]
+
+Progress = Callable[[str, float, float], None]
+
+GROUP = "Scale"
+_MACHINES_PER_LINE = 20
+_LINES_PER_AREA = 10
+_ADMIN_PASSWORD = "bench-admin-password-0123"
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def process_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _edge_of(index: int, edges: int, assets: int) -> int:
+    return index * edges // assets
+
+
+def cell_path(index: int) -> str:
+    """The hierarchy path of machine ``index``: 20 machines a line, 10 lines an area."""
+    line_no = index // _MACHINES_PER_LINE
+    return f"Scale/Area{line_no // _LINES_PER_AREA:02d}/Line{line_no:03d}/{machine_id(index)}"
+
+
+def scale_plant_toml(assets: int, edges: int) -> str:
+    """A plant file of ``assets`` machines (20 per line, 10 lines per area) bound to the paced
+    edges' tags, with the demo plant's reasons, state map and modes."""
+    lines = [
+        '[[asset]]\npath = "Scale"\nkind = "site"\ntimezone = "UTC"\n',
+    ]
+    seen: set[str] = set()
+    for index in range(assets):
+        cell = cell_path(index)
+        line = cell.rsplit("/", 1)[0]
+        area = line.rsplit("/", 1)[0]
+        for path, kind in ((area, "area"), (line, "line")):
+            if path not in seen:
+                seen.add(path)
+                lines.append(f'[[asset]]\npath = "{path}"\nkind = "{kind}"\n')
+        prefix = f"{GROUP}/Edge{_edge_of(index, edges, assets) + 1}/{machine_id(index)}"
+        lines.append(
+            f'[[asset]]\npath = "{cell}"\nkind = "cell"\n'
+            f'state_map = "simulator"\ncounter_max = 4294967295\n[asset.tags]\n'
+            f'state = "{prefix}/State/Code"\nmode = "{prefix}/Mode"\n'
+            f'infeed = "{prefix}/Count/Infeed"\noutfeed = "{prefix}/Count/Outfeed"\n'
+            f'waste = "{prefix}/Count/Waste"\n'
+        )
+    example = demo_plant_file().read_text(encoding="utf-8")
+    start = example.index("[[reason]]")
+    end = example.index("# -- items")
+    lines.append(example[start:end])
+    lines.append('[[item]]\nid = "widget"\nname = "Widget"\n')
+    lines.extend(
+        f'[[rate]]\nitem = "widget"\nasset = "{cell_path(i)}"\nunits_per_minute = 150\n'
+        for i in range(assets)
+    )
+    lines.append(
+        '[[calendar]]\nsite = "Scale"\n[[calendar.shift]]\nname = "Day"\nstart = "06:00"\n'
+        'end = "18:00"\n[[calendar.shift]]\nname = "Night"\nstart = "18:00"\nend = "06:00"\n'
+    )
+    return "\n".join(lines)
+
+
+def _token(http_port: int) -> str:
+    body = f"username=admin&password={_ADMIN_PASSWORD}".encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{http_port}/api/v1/auth/token",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(json.loads(response.read())["access_token"])
+
+
+def run_scale(
+    *,
+    database_url: str | None = None,
+    broker: str = "nats",
+    assets: int = 1000,
+    tags: int = 25,
+    seconds: float = 300.0,
+    warmup: float = 30.0,
+    edges: int = 2,
+    workdir: Path | None = None,
+    progress: Progress | None = None,
+) -> list[Figure]:
+    if assets < edges or tags < 5:
+        raise ValueError("need at least one machine per edge and 5 tags per machine")
+    with tempfile.TemporaryDirectory(prefix="andon-bench-scale-") as tmp:
+        work = workdir or Path(tmp)
+        url = database_url or f"sqlite:///{work / 'scale.db'}"
+        broker_process = bench_broker(broker, work / "broker")
+        try:
+            measured = _scale_run(url, broker_process.port, assets, tags, seconds, warmup, edges,
+                                  work, progress)  # fmt: skip
+        finally:
+            broker_process.stop()
+    cpu_share, rss_peak, rss_end, published, conditions = measured
+    conditions.update(
+        assets=assets, tags_per_asset=tags, rate_hz=1, broker=broker,
+        database=url.split(":", 1)[0], lost=0,
+    )  # fmt: skip
+    values_s = assets * tags
+    return [
+        Figure("scale", "server CPU (share of one core)", cpu_share, "cores", "<= 0.5",
+               cpu_share <= 0.5, conditions=conditions),
+        Figure("scale", "server memory (peak RSS)", rss_peak, "MiB",
+               conditions={"rss_end_mib": round(rss_end, 1)}),
+        Figure("scale", "CPU per 1,000 values/s", cpu_share / values_s * 1000, "cores",
+               conditions={"values_s": values_s, "values_published": published}),
+    ]  # fmt: skip
+
+
+def _scale_run(
+    url: str, mqtt_port: int, assets: int, tags: int, seconds: float, warmup: float,
+    edges: int, work: Path, progress: Progress | None,
+) -> tuple[float, float, float, int, dict[str, object]]:  # fmt: skip
+    plant = work / "plant.toml"
+    plant.write_text(scale_plant_toml(assets, edges), encoding="utf-8")
+    http_port = free_port()
+    config = write_toml(
+        work / "server.toml",
+        {
+            "host_id": "andon-bench",
+            "database_url": url,
+            "http_port": http_port,
+            "plant_file": str(plant),
+            "initial_admin_password": _ADMIN_PASSWORD,
+            "mqtt": {"port": mqtt_port},
+        },
+    )
+    server = AndonProcess(["server", "--config", str(config)], work / "server.log", cwd=work)
+    server.start()
+    generators: list[subprocess.Popen[str]] = []
+    try:
+        wait_until(
+            lambda: http_get(f"http://127.0.0.1:{http_port}/api/v1/health", token="")[0] == 200,
+            120.0, "andon server healthy", processes=[server],
+        )  # fmt: skip
+        per_edge = assets // edges
+        for e in range(edges):
+            count = per_edge if e < edges - 1 else assets - per_edge * (edges - 1)
+            generators.append(subprocess.Popen(
+                [sys.executable, "-m", "andon.bench.paced_load", "--port", str(mqtt_port),
+                 "--node", f"Edge{e + 1}", "--first-machine", str(e * per_edge),
+                 "--machines", str(count), "--tags", str(tags),
+                 "--seconds", str(warmup + seconds + 5)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            ))  # fmt: skip
+        assert server.pid is not None
+        pid = server.pid
+        _wait_with_progress("warming up", warmup, progress, server)
+        cpu0, wall0 = process_cpu_seconds(pid), time.monotonic()
+        rss_peak = _wait_with_progress("measuring the server", seconds, progress, server, pid)
+        cpu_share = (process_cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
+        rss_end = process_rss_mib(pid)
+        published = births = 0
+        worst_lag = 0.0
+        for generator in generators:
+            out, err = generator.communicate(timeout=warmup + seconds + 120)
+            if generator.returncode != 0:
+                raise RuntimeError(f"paced load generator failed: {err.strip()[-2000:]}")
+            result = json.loads(out.strip().splitlines()[-1])
+            published += int(result["published_values"])
+            births += int(result["birth_values"])
+            worst_lag = max(worst_lag, float(result["worst_lag_s"]))
+        _check_everything_stored(url, published + births, server, progress)
+        states = _assets_with_state(http_port)
+        if states < assets:
+            raise RuntimeError(f"the MES shows a state for {states} of {assets} assets")
+        conditions: dict[str, object] = {
+            "measured_s": seconds, "warmup_s": warmup, "edges": edges,
+            "publisher_worst_lag_s": round(worst_lag, 2),
+        }  # fmt: skip
+        return cpu_share, rss_peak, rss_end, published, conditions
+    finally:
+        for generator in generators:
+            if generator.poll() is None:
+                generator.kill()
+                generator.communicate()
+        server.stop()
+
+
+def _wait_with_progress(
+    task: str, seconds: float, progress: Progress | None, server: AndonProcess,
+    pid: int | None = None,
+) -> float:  # fmt: skip
+    """Let ``seconds`` of load pass (the benchmark's measuring window); return the peak RSS."""
+    started = time.monotonic()
+    peak = 0.0
+    while (elapsed := time.monotonic() - started) < seconds:
+        if not server.running:
+            raise RuntimeError(f"the server exited\n{server.describe()}")
+        if pid is not None:
+            peak = max(peak, process_rss_mib(pid))
+        if progress is not None:
+            progress(task, elapsed, seconds)
+        time.sleep(min(1.0, seconds - elapsed))  # the window is wall time by definition
+    return peak
+
+
+def _check_everything_stored(
+    url: str, expected: int, server: AndonProcess, progress: Progress | None
+) -> None:
+    store = open_historian_store(url)
+    try:
+        deadline = time.monotonic() + 600
+        while (stored := store.count()) < expected:
+            if time.monotonic() > deadline or not server.running:
+                raise RuntimeError(f"only {stored:,} of {expected:,} values stored")
+            if progress is not None:
+                progress("draining into the historian", stored, expected)
+            time.sleep(0.5)  # sampling a count while the server drains
+        if stored != expected:
+            raise RuntimeError(f"{stored:,} values stored for {expected:,} published")
+    finally:
+        store.close()
+
+
+def _assets_with_state(http_port: int) -> int:
+    status, body = http_get(f"http://127.0.0.1:{http_port}/api/v1/assets", 30.0,
+                            token=_token(http_port))  # fmt: skip
+    if status != 200:
+        raise RuntimeError(f"GET /api/v1/assets -> {status}")
+    return sum(
+        1 for asset in json.loads(body)
+        if asset.get("kind") == "cell" and asset.get("state") is not None
+    )  # fmt: skip
