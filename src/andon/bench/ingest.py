@@ -29,7 +29,7 @@ from andon.storage.types import Sample
 from andon.testing.ports import free_port
 from andon.testing.processes import AndonProcess, http_get, wait_until, write_toml
 
-__all__ = ["database_limit", "run_ingest"]
+__all__ = ["database_limit", "measure_capacity", "run_ingest"]
 
 Progress = Callable[[str, float, float], None]
 
@@ -65,6 +65,13 @@ def database_limit(url: str, values: int, tags: int, batch: int = 5000) -> float
         return values / (time.monotonic() - started)
     finally:
         store.close()
+
+
+def measure_capacity(database_url: str | None, mqtt_port: int, seconds: float, work: Path) -> float:
+    """The end-to-end ingest rate (values/s) of a fresh server for ``seconds`` of full load."""
+    with _fresh_database(database_url, work, "capacity") as url:
+        result, elapsed = _ingest_run(url, mqtt_port, seconds, work / "capacity", None)
+    return int(result["published_values"]) / elapsed
 
 
 def run_ingest(

@@ -11,27 +11,15 @@ import argparse
 import collections
 import json
 import sys
-import threading
 import time
 from collections.abc import Sequence
 
-from andon.mqtt.interface import MqttEndpoint, PublishTicket, Will
-from andon.mqtt.paho_client import PahoBrokerClient
+from andon.bench.edge_client import connect_edge_client
+from andon.mqtt.interface import PublishTicket
 from andon.sparkplug.edge_node import EdgeNodeSession
 from andon.sparkplug.model import DataType, Metric
 
 __all__ = ["generate_load", "main"]
-
-
-class _Connected:
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-    def on_connected(self) -> None:
-        self.event.set()
-
-    def on_disconnected(self, reason: str) -> None:
-        self.event.clear()
 
 
 def generate_load(
@@ -47,23 +35,8 @@ def generate_load(
 ) -> dict[str, float]:
     """Publish for ``seconds``; returns published values, messages and the publish rate."""
     session = EdgeNodeSession(group, node, bd_seq=None)
-    listener = _Connected()
-
-    def next_will() -> Will:
-        will = session.next_will(time.time_ns() // 1_000_000)
-        return Will(will.topic, will.payload, will.qos, will.retain)
-
-    client = PahoBrokerClient(
-        MqttEndpoint(host=host, port=port, client_id=f"andon-loadgen-{group}-{node}"),
-        on_message=lambda _topic, _payload: None,
-        listener=listener,
-        will_factory=next_will,
-    )
-    client.start()
-    if not listener.event.wait(15):
-        raise TimeoutError(f"no broker on {host}:{port}")
+    client = connect_edge_client(session, port, f"andon-loadgen-{group}-{node}", host)
     now = time.time_ns() // 1_000_000
-    session.on_connected(now)
     names = [f"Value{m:03d}" for m in range(metrics_per_device)]
     device_ids = [f"D{d:04d}" for d in range(devices)]
     births = session.births(

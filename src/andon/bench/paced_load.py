@@ -16,12 +16,11 @@ import argparse
 import collections
 import json
 import sys
-import threading
 import time
 from collections.abc import Sequence
 
-from andon.mqtt.interface import MqttEndpoint, PublishTicket, Will
-from andon.mqtt.paho_client import PahoBrokerClient
+from andon.bench.edge_client import connect_edge_client
+from andon.mqtt.interface import PublishTicket
 from andon.sparkplug.edge_node import EdgeNodeSession
 from andon.sparkplug.model import DataType, Metric
 
@@ -40,17 +39,6 @@ def machine_id(index: int) -> str:
 def analogue_names(tags_per_machine: int) -> list[str]:
     """The analogue tags besides the five the MES reads (state, mode and three counters)."""
     return [f"Value{i:03d}" for i in range(max(0, tags_per_machine - 5))]
-
-
-class _Connected:
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-    def on_connected(self) -> None:
-        self.event.set()
-
-    def on_disconnected(self, reason: str) -> None:
-        self.event.clear()
 
 
 def _machine_metrics(index: int, round_no: int, names: Sequence[str], ts: int) -> list[Metric]:
@@ -86,26 +74,11 @@ def publish_paced_plant(
 ) -> dict[str, float]:
     """Publish for ``seconds``; returns the values and messages sent and how late the pacing ran."""
     session = EdgeNodeSession(group, node, bd_seq=None)
-    listener = _Connected()
-
-    def next_will() -> Will:
-        will = session.next_will(time.time_ns() // 1_000_000)
-        return Will(will.topic, will.payload, will.qos, will.retain)
-
-    client = PahoBrokerClient(
-        MqttEndpoint(host=host, port=port, client_id=f"andon-paced-{group}-{node}"),
-        on_message=lambda _topic, _payload: None,
-        listener=listener,
-        will_factory=next_will,
-    )
-    client.start()
-    if not listener.event.wait(15):
-        raise TimeoutError(f"no broker on {host}:{port}")
+    client = connect_edge_client(session, port, f"andon-paced-{group}-{node}", host)
     names = analogue_names(tags_per_machine)
     indexes = range(first_machine, first_machine + machines)
     period_ms = 1000.0 / hz
     now = time.time_ns() // 1_000_000
-    session.on_connected(now)
     births = session.births(
         [], {machine_id(i): _machine_metrics(i, 0, names, now) for i in indexes}, now
     )
@@ -156,6 +129,7 @@ def publish_paced_plant(
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--group", default="Scale")
     parser.add_argument("--node", default="Edge1")
     parser.add_argument("--first-machine", type=int, default=0)
     parser.add_argument("--machines", type=int, default=500)
@@ -165,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     result = publish_paced_plant(
         args.port,
+        group=args.group,
         node=args.node,
         first_machine=args.first_machine,
         machines=args.machines,

@@ -17,17 +17,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from andon.bench.bench_server import BenchServer, bench_server
 from andon.bench.brokers import bench_broker
 from andon.bench.paced_load import machine_id
 from andon.bench.report import Figure
 from andon.demo import demo_plant_file
 from andon.storage.store import open_historian_store
-from andon.testing.ports import free_port
-from andon.testing.processes import AndonProcess, http_get, wait_until, write_toml
+from andon.testing.processes import http_get
 
 __all__ = ["cell_path", "process_cpu_seconds", "process_rss_mib", "run_scale", "scale_plant_toml"]
 
@@ -36,7 +35,6 @@ Progress = Callable[[str, float, float], None]
 GROUP = "Scale"
 _MACHINES_PER_LINE = 20
 _LINES_PER_AREA = 10
-_ADMIN_PASSWORD = "bench-admin-password-0123"
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -102,17 +100,6 @@ def scale_plant_toml(assets: int, edges: int) -> str:
     return "\n".join(lines)
 
 
-def _token(http_port: int) -> str:
-    body = f"username=admin&password={_ADMIN_PASSWORD}".encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{http_port}/api/v1/auth/token",
-        data=body,
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return str(json.loads(response.read())["access_token"])
-
-
 def run_scale(
     *,
     database_url: str | None = None,
@@ -158,82 +145,61 @@ def _scale_run(
 ) -> tuple[float, float, float, int, dict[str, object]]:  # fmt: skip
     plant = work / "plant.toml"
     plant.write_text(scale_plant_toml(assets, edges), encoding="utf-8")
-    http_port = free_port()
-    config = write_toml(
-        work / "server.toml",
-        {
-            "host_id": "andon-bench",
-            "database_url": url,
-            "http_port": http_port,
-            "plant_file": str(plant),
-            "initial_admin_password": _ADMIN_PASSWORD,
-            "mqtt": {"port": mqtt_port},
-        },
-    )
-    server = AndonProcess(["server", "--config", str(config)], work / "server.log", cwd=work)
-    server.start()
     generators: list[subprocess.Popen[str]] = []
-    try:
-        wait_until(
-            lambda: http_get(f"http://127.0.0.1:{http_port}/api/v1/health", token="")[0] == 200,
-            120.0, "andon server healthy", processes=[server],
-        )  # fmt: skip
-        per_edge = assets // edges
-        for e in range(edges):
-            count = per_edge if e < edges - 1 else assets - per_edge * (edges - 1)
-            generators.append(subprocess.Popen(
-                [sys.executable, "-m", "andon.bench.paced_load", "--port", str(mqtt_port),
-                 "--node", f"Edge{e + 1}", "--first-machine", str(e * per_edge),
-                 "--machines", str(count), "--tags", str(tags),
-                 "--seconds", str(warmup + seconds + 5)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            ))  # fmt: skip
-        assert server.pid is not None
-        pid = server.pid
-        _wait_with_progress("warming up", warmup, progress, server)
-        cpu0, wall0 = process_cpu_seconds(pid), time.monotonic()
-        rss_peak = _wait_with_progress("measuring the server", seconds, progress, server, pid)
-        cpu_share = (process_cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
-        rss_end = process_rss_mib(pid)
-        published = births = 0
-        worst_lag = 0.0
-        for generator in generators:
-            out, err = generator.communicate(timeout=warmup + seconds + 120)
-            if generator.returncode != 0:
-                raise RuntimeError(f"paced load generator failed: {err.strip()[-2000:]}")
-            result = json.loads(out.strip().splitlines()[-1])
-            published += int(result["published_values"])
-            births += int(result["birth_values"])
-            worst_lag = max(worst_lag, float(result["worst_lag_s"]))
-        _check_everything_stored(url, published + births, server, progress)
-        states = _assets_with_state(http_port)
-        if states < assets:
-            raise RuntimeError(f"the MES shows a state for {states} of {assets} assets")
-        conditions: dict[str, object] = {
-            "measured_s": seconds, "warmup_s": warmup, "edges": edges,
-            "publisher_worst_lag_s": round(worst_lag, 2),
-        }  # fmt: skip
-        return cpu_share, rss_peak, rss_end, published, conditions
-    finally:
-        for generator in generators:
-            if generator.poll() is None:
-                generator.kill()
-                generator.communicate()
-        server.stop()
+    with bench_server(work, url, mqtt_port, {"plant_file": str(plant)}) as server:
+        try:
+            per_edge = assets // edges
+            for e in range(edges):
+                count = per_edge if e < edges - 1 else assets - per_edge * (edges - 1)
+                generators.append(subprocess.Popen(
+                    [sys.executable, "-m", "andon.bench.paced_load", "--port", str(mqtt_port),
+                     "--node", f"Edge{e + 1}", "--first-machine", str(e * per_edge),
+                     "--machines", str(count), "--tags", str(tags),
+                     "--seconds", str(warmup + seconds + 5)],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                ))  # fmt: skip
+            _wait_with_progress("warming up", warmup, progress, server)
+            cpu0, wall0 = process_cpu_seconds(server.pid), time.monotonic()
+            rss_peak = _wait_with_progress("measuring the server", seconds, progress, server, True)
+            cpu_share = (process_cpu_seconds(server.pid) - cpu0) / (time.monotonic() - wall0)
+            rss_end = process_rss_mib(server.pid)
+            published = births = 0
+            worst_lag = 0.0
+            for generator in generators:
+                out, err = generator.communicate(timeout=warmup + seconds + 120)
+                if generator.returncode != 0:
+                    raise RuntimeError(f"paced load generator failed: {err.strip()[-2000:]}")
+                result = json.loads(out.strip().splitlines()[-1])
+                published += int(result["published_values"])
+                births += int(result["birth_values"])
+                worst_lag = max(worst_lag, float(result["worst_lag_s"]))
+            drain_s = _check_everything_stored(url, published + births, server, progress)
+            states = _assets_with_state(server)
+            if states < assets:
+                raise RuntimeError(f"the MES shows a state for {states} of {assets} assets")
+        finally:
+            for generator in generators:
+                if generator.poll() is None:
+                    generator.kill()
+                    generator.communicate()
+    conditions: dict[str, object] = {
+        "measured_s": seconds, "warmup_s": warmup, "edges": edges,
+        "publisher_worst_lag_s": round(worst_lag, 2), "drain_after_load_s": round(drain_s, 1),
+    }  # fmt: skip
+    return cpu_share, rss_peak, rss_end, published, conditions
 
 
 def _wait_with_progress(
-    task: str, seconds: float, progress: Progress | None, server: AndonProcess,
-    pid: int | None = None,
+    task: str, seconds: float, progress: Progress | None, server: BenchServer,
+    sample_rss: bool = False,
 ) -> float:  # fmt: skip
     """Let ``seconds`` of load pass (the benchmark's measuring window); return the peak RSS."""
     started = time.monotonic()
     peak = 0.0
     while (elapsed := time.monotonic() - started) < seconds:
-        if not server.running:
-            raise RuntimeError(f"the server exited\n{server.describe()}")
-        if pid is not None:
-            peak = max(peak, process_rss_mib(pid))
+        server.check_running()
+        if sample_rss:
+            peak = max(peak, process_rss_mib(server.pid))
         if progress is not None:
             progress(task, elapsed, seconds)
         time.sleep(min(1.0, seconds - elapsed))  # the window is wall time by definition
@@ -241,26 +207,30 @@ def _wait_with_progress(
 
 
 def _check_everything_stored(
-    url: str, expected: int, server: AndonProcess, progress: Progress | None
-) -> None:
+    url: str, expected: int, server: BenchServer, progress: Progress | None
+) -> float:
+    """Wait until the historian holds ``expected`` values; returns how long that took (a server
+    that keeps up with the plant has next to nothing left to drain)."""
+    started = time.monotonic()
     store = open_historian_store(url)
     try:
         deadline = time.monotonic() + 600
         while (stored := store.count()) < expected:
-            if time.monotonic() > deadline or not server.running:
+            server.check_running()
+            if time.monotonic() > deadline:
                 raise RuntimeError(f"only {stored:,} of {expected:,} values stored")
             if progress is not None:
                 progress("draining into the historian", stored, expected)
             time.sleep(0.5)  # sampling a count while the server drains
         if stored != expected:
             raise RuntimeError(f"{stored:,} values stored for {expected:,} published")
+        return time.monotonic() - started
     finally:
         store.close()
 
 
-def _assets_with_state(http_port: int) -> int:
-    status, body = http_get(f"http://127.0.0.1:{http_port}/api/v1/assets", 30.0,
-                            token=_token(http_port))  # fmt: skip
+def _assets_with_state(server: BenchServer) -> int:
+    status, body = http_get(f"{server.base_url}/api/v1/assets", 30.0, token=server.token())
     if status != 200:
         raise RuntimeError(f"GET /api/v1/assets -> {status}")
     return sum(

@@ -461,6 +461,34 @@ def bench_query(
     _run_bench(run_query_bench, as_json, database_url=database, days=days, repeat=repeat)
 
 
+@bench_app.command("latency")
+def bench_latency(
+    database: Annotated[
+        str | None, typer.Option(help="Database URL (default: a new SQLite file)")
+    ] = None,
+    broker: Annotated[str, typer.Option(help="nats (embedded) or mosquitto")] = "nats",
+    capacity: Annotated[
+        float | None,
+        typer.Option(help="The server's capacity in values/s (default: measured first)"),
+    ] = None,
+    load: Annotated[float, typer.Option(help="Background load as a share of capacity")] = 0.2,
+    seconds: Annotated[float, typer.Option(help="Measured window")] = 30.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Edge change to a live-feed client (server-sent events) under load: p50, p99, max."""
+    from andon.bench.latency import run_latency
+
+    _run_bench(
+        run_latency,
+        as_json,
+        database_url=database,
+        broker=broker,
+        capacity=capacity,
+        load_fraction=load,
+        seconds=seconds,
+    )
+
+
 @bench_app.command("scale")
 def bench_scale(
     database: Annotated[
