@@ -34,6 +34,8 @@ __all__ = [
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 HOUR_MS = 3_600_000
+#: Days of resolved shifts a calendar remembers (years of history fit; cleared when full).
+_DAY_MEMO_LIMIT = 4096
 
 
 def local_to_utc_ms(day: date, at: time, zone: ZoneInfo) -> int:
@@ -118,6 +120,11 @@ class ShiftCalendar:
     patterns: tuple[ShiftPattern, ...]
     holidays: frozenset[date] = field(default_factory=frozenset)
     cancelled: frozenset[tuple[date, str]] = field(default_factory=frozenset)
+    #: Shifts resolved per local start day: every count and interval is split at shift
+    #: boundaries, so the same few days are resolved again and again (a memo, not state).
+    _by_day: dict[date, tuple[ShiftInstance, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         try:
@@ -132,6 +139,26 @@ class ShiftCalendar:
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def shifts_starting_on(self, day: date) -> tuple[ShiftInstance, ...]:
+        """The shift instances that start on local date ``day``, by start."""
+        found = self._by_day.get(day)
+        if found is None:
+            if len(self._by_day) >= _DAY_MEMO_LIMIT:
+                self._by_day.clear()
+            found = self._by_day[day] = self._resolve_day(day)
+        return found
+
+    def _resolve_day(self, day: date) -> tuple[ShiftInstance, ...]:
+        if day in self.holidays:
+            return ()
+        zone = self.zone
+        found = [
+            _resolve(pattern, day, zone)
+            for pattern in self.patterns
+            if day.weekday() in pattern.weekdays and (day, pattern.name) not in self.cancelled
+        ]
+        return tuple(sorted(found, key=lambda s: s.start_ms))
+
     def shifts_between(self, start_ms: int, end_ms: int) -> tuple[ShiftInstance, ...]:
         """Every shift instance overlapping [start_ms, end_ms), whole (not clipped), by start."""
         if end_ms <= start_ms:
@@ -143,15 +170,11 @@ class ShiftCalendar:
         found: list[ShiftInstance] = []
         day = first
         while day <= last:
-            if day not in self.holidays:
-                for pattern in self.patterns:
-                    if day.weekday() not in pattern.weekdays:
-                        continue
-                    if (day, pattern.name) in self.cancelled:
-                        continue
-                    shift = _resolve(pattern, day, zone)
-                    if shift.end_ms > start_ms and shift.start_ms < end_ms:
-                        found.append(shift)
+            found.extend(
+                shift
+                for shift in self.shifts_starting_on(day)
+                if shift.end_ms > start_ms and shift.start_ms < end_ms
+            )
             day += timedelta(days=1)
         found.sort(key=lambda s: s.start_ms)
         for a, b in pairwise(found):

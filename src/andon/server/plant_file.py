@@ -81,6 +81,10 @@ class PlantModel:
     calendars: dict[AssetPath, ShiftCalendar]  # by site
     orders: dict[str, ProductionOrder]
     runs: list[Run] = field(default_factory=list)
+    #: Site calendar per asset, remembered: every count delta asks for it.
+    _calendar_of: dict[AssetPath, ShiftCalendar | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def bound_assets(self) -> list[AssetPath]:
@@ -88,7 +92,11 @@ class PlantModel:
         return sorted(self.state_maps)
 
     def calendar_for(self, asset: AssetPath) -> ShiftCalendar | None:
-        return self.calendars.get(self.tree.site_of(asset).path)
+        try:
+            return self._calendar_of[asset]
+        except KeyError:
+            found = self._calendar_of[asset] = self.calendars.get(self.tree.site_of(asset).path)
+            return found
 
 
 class _Reader:
