@@ -461,6 +461,24 @@ def bench_query(
     _run_bench(run_query_bench, as_json, database_url=database, days=days, repeat=repeat)
 
 
+@bench_app.command("all")
+def bench_all(
+    postgres: Annotated[
+        str | None,
+        typer.Option(
+            help="PostgreSQL server URL for the PostgreSQL ingest figure (a new "
+            "database is created on it and dropped)"
+        ),
+    ] = None,
+    quick: Annotated[bool, typer.Option(help="Seconds instead of minutes: a smoke run")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Every benchmark in turn (under 15 minutes): replay, ingest, query, latency, scale."""
+    from andon.bench.all import run_all
+
+    _run_bench(run_all, as_json, postgres_url=postgres, quick=quick)
+
+
 @bench_app.command("latency")
 def bench_latency(
     database: Annotated[
