@@ -12,6 +12,9 @@ from fastapi.testclient import TestClient
 from andon.api.auth import SESSION_COOKIE
 from andon.domain.users import Role
 
+#: What a browser sends with a form of this server's own page (see andon.web.csrf).
+OWN_PAGE = {"Origin": "http://testserver"}
+
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[AuthRig]:
@@ -31,7 +34,9 @@ def test_pages_redirect_to_login_and_the_cookie_logs_in(rig: AuthRig) -> None:
     assert 'action="/login?next=/%3Fview%3Dline1"' in form.text
 
     response = rig.anon.post(
-        "/login?next=/%3Fview%3Dline1", data={"username": "alice", "password": SECRET}
+        "/login?next=/%3Fview%3Dline1",
+        data={"username": "alice", "password": SECRET},
+        headers=OWN_PAGE,
     )
     assert response.status_code == 303
     assert response.headers["location"] == "/?view=line1"
@@ -51,7 +56,7 @@ def test_pages_redirect_to_login_and_the_cookie_logs_in(rig: AuthRig) -> None:
     assert session.get("/fragments/machines").status_code == 200
     assert session.get("/api/v1/auth/me").json()["username"] == "alice"  # the API takes it too
 
-    out = session.post("/logout")
+    out = session.post("/logout", headers=OWN_PAGE)
     assert out.status_code == 303
     assert out.headers["location"] == "/login"
     assert "Max-Age=0" in out.headers["set-cookie"] or "expires=" in out.headers["set-cookie"]
@@ -69,7 +74,9 @@ def test_fragment_without_login_is_401_with_hx_redirect(rig: AuthRig) -> None:
 
 
 def test_wrong_password_on_the_form_shows_an_error(rig: AuthRig) -> None:
-    response = rig.anon.post("/login", data={"username": "alice", "password": "nope-nope-nope"})
+    response = rig.anon.post(
+        "/login", data={"username": "alice", "password": "nope-nope-nope"}, headers=OWN_PAGE
+    )
     assert response.status_code == 401
     assert "wrong username or password" in response.text
     assert 'value="alice"' in response.text
@@ -80,7 +87,10 @@ def test_wrong_password_on_the_form_shows_an_error(rig: AuthRig) -> None:
 @pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil"])
 def test_login_never_redirects_off_site(rig: AuthRig, target: str) -> None:
     response = rig.anon.post(
-        "/login", params={"next": target}, data={"username": "alice", "password": SECRET}
+        "/login",
+        params={"next": target},
+        data={"username": "alice", "password": SECRET},
+        headers=OWN_PAGE,
     )
     assert response.status_code == 303
     assert response.headers["location"] == "/"
