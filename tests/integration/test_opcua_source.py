@@ -9,8 +9,6 @@ DDEATH (the edge keeps running), starting it again a DBIRTH with current values.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _opcua_rig import DEVICE, SOURCE_TS, VARIABLES, OpcUaServer, opcua_device
 from _sandf_rig import NODE, WireObserver, edge_settings, server_settings, start_server, wait_for
-from asyncua import Server, ua
+from asyncua import ua
 
 from andon.edge.agent import EdgeAgent
 from andon.edge.sources.opcua import OpcUaSource
@@ -33,102 +32,6 @@ from andon.testing.brokers import MosquittoBroker
 from andon.testing.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.mosquitto]
-
-DEVICE = "Filler1"
-#: name -> (OPC UA variant type, initial value, configured type)
-VARIABLES: dict[str, tuple[ua.VariantType, Any, str]] = {
-    "Running": (ua.VariantType.Boolean, True, "boolean"),
-    "State": (ua.VariantType.Int16, -3, "int16"),
-    "Count": (ua.VariantType.UInt32, 4_000_000_000, "uint32"),
-    "Big": (ua.VariantType.Int64, -(2**40), "int64"),
-    "Temp": (ua.VariantType.Float, 21.5, "float"),
-    "Setpoint": (ua.VariantType.Double, 120.25, "double"),
-    "Order": (ua.VariantType.String, "PO-1", "string"),
-}
-SOURCE_TS = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
-
-
-class OpcUaServer:
-    """asyncua's server on its own loop thread; ``stop``/``start`` again on the same port."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server: Server | None = None
-        self.nodes: dict[str, Any] = {}
-
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
-
-    async def _start(self) -> None:
-        server = Server()
-        await server.init()
-        server.set_endpoint(f"opc.tcp://127.0.0.1:{self.port}/andon/")
-        idx = await server.register_namespace("urn:andon:test")
-        machine = await server.nodes.objects.add_object(idx, DEVICE)
-        for name, (vtype, value, _) in VARIABLES.items():
-            node = await machine.add_variable(
-                ua.NodeId(f"{DEVICE}.{name}", idx), name, ua.Variant(value, vtype)
-            )
-            await node.set_writable()
-            self.nodes[name] = node
-        await self.nodes["Temp"].write_value(
-            ua.DataValue(ua.Variant(21.5, ua.VariantType.Float), SourceTimestamp=SOURCE_TS)
-        )
-        await server.start()
-        self.server = server
-
-    def start(self) -> None:
-        self.run(self._start())
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.run(self.server.stop())
-            self.server = None
-
-    def read(self, name: str) -> Any:
-        return self.run(self.nodes[name].read_value())
-
-    def write(self, name: str, value: Any, **stamps: Any) -> None:
-        vtype = VARIABLES[name][0]
-        self.run(self.nodes[name].write_value(ua.DataValue(ua.Variant(value, vtype), **stamps)))
-
-    async def _cancel_leftovers(self) -> None:
-        # The server leaves session tasks behind after stop(); end them before the loop.
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def close(self) -> None:
-        self.stop()
-        self.run(self._cancel_leftovers())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-
-def opcua_device(port: int) -> dict[str, Any]:
-    return {
-        "device": DEVICE,
-        "endpoint": f"opc.tcp://127.0.0.1:{port}/andon/",
-        "publishing_interval_ms": 50,
-        "sampling_interval_ms": 0,
-        "timeout_s": 2.0,
-        "backoff_initial_s": 0.2,
-        "backoff_max_s": 1.0,
-        "tags": [
-            {
-                "name": name,
-                "node": f"ns=2;s={DEVICE}.{name}",
-                "type": kind,
-                "writable": name in ("Setpoint", "State"),
-                **({"min": 0, "max": 200} if name == "Setpoint" else {}),
-            }
-            for name, (_, _, kind) in VARIABLES.items()
-        ],
-    }
 
 
 @pytest.fixture

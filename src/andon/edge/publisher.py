@@ -27,6 +27,7 @@ from andon.edge.spool import SpoolRecord, StoreAndForwardSpool
 from andon.mqtt.interface import BrokerClient, PublishTicket
 from andon.sparkplug.actions import Disconnect, Problem, Publish, Subscribe
 from andon.sparkplug.edge_node import (
+    READ_ONLY_PROPERTY,
     BirthsRequired,
     CommandRejected,
     EdgeNodeSession,
@@ -325,15 +326,20 @@ class SpoolPublisher:
             ),
         ]
 
-    @staticmethod
-    def _birth_metric(name: str, last: LastValue) -> Metric:
-        return Metric(
-            name,
-            last.value,
-            last.datatype,
-            timestamp=last.ts_ms,
-            properties=_quality(last.quality),
-        )
+    def _birth_metrics(self, device: str, values: dict[str, LastValue]) -> list[Metric]:
+        """A device's birth metrics; those not writable say so (the host then refuses writes
+        to them before sending anything)."""
+        specs = self._last_values.specs(device)
+        metrics = []
+        for name, last in sorted(values.items()):
+            properties = _quality(last.quality)
+            spec = specs.get(name)
+            if spec is None or not spec.writable:
+                properties[READ_ONLY_PROPERTY] = True
+            metrics.append(
+                Metric(name, last.value, last.datatype, timestamp=last.ts_ms, properties=properties)
+            )
+        return metrics
 
     def _reconcile_devices(self) -> bool:
         """DDEATH for lost devices whose earlier records are out, DBIRTH for returned ones.
@@ -362,8 +368,7 @@ class SpoolPublisher:
             if device in born or not self._last_values.ready(device):
                 continue
             through = self._spool.last_id()  # read before the values, as in _publish_births
-            values = self._last_values.snapshot().get(device, {})
-            metrics = [self._birth_metric(n, last) for n, last in sorted(values.items())]
+            metrics = self._birth_metrics(device, self._last_values.snapshot().get(device, {}))
             with self._lock:
                 publishes.append(self._session.device_birth(device, metrics, self._clock.now_ms()))
             self._device_backlog[device] = through
@@ -385,7 +390,7 @@ class SpoolPublisher:
         # Every device with all its values is born, a lost one too: the records spooled before
         # its loss go out first, then its DDEATH (``_reconcile_devices``).
         devices = {
-            device: [self._birth_metric(name, last) for name, last in sorted(values.items())]
+            device: self._birth_metrics(device, values)
             for device, values in self._last_values.snapshot().items()
             if len(values) == len(self._last_values.specs(device))
         }

@@ -38,6 +38,7 @@ from andon.sparkplug.topic import (
 __all__ = [
     "BDSEQ_METRIC",
     "FENCE_EPOCH_METRIC",
+    "READ_ONLY_PROPERTY",
     "REBIRTH_METRIC",
     "BirthsRequired",
     "CommandRejected",
@@ -50,6 +51,10 @@ BDSEQ_METRIC = "bdSeq"
 REBIRTH_METRIC = "Node Control/Rebirth"
 #: Andon extension: the cluster epoch of the commanding host (DESIGN.md §5 fencing), Int64.
 FENCE_EPOCH_METRIC = "Andon/FenceEpoch"
+#: Birth metric property (Boolean): true on a metric that accepts no command. Andon's edges set
+#: it on every device metric not configured writable; the host refuses writes to such metrics
+#: before sending anything. A metric without it may be written (the edge has the last word).
+READ_ONLY_PROPERTY = "readOnly"
 _RESERVED = frozenset({BDSEQ_METRIC, REBIRTH_METRIC})
 
 

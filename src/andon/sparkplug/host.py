@@ -20,7 +20,7 @@ After a rebirth request the node is marked offline/stale at once and its data is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from andon.sparkplug.actions import Disconnect, Problem, Publish, WillMessage
 from andon.sparkplug.codec import (
@@ -30,9 +30,15 @@ from andon.sparkplug.codec import (
     encode_state,
     parse_payload,
 )
-from andon.sparkplug.edge_node import BDSEQ_METRIC, FENCE_EPOCH_METRIC, REBIRTH_METRIC
+from andon.sparkplug.edge_node import (
+    BDSEQ_METRIC,
+    FENCE_EPOCH_METRIC,
+    READ_ONLY_PROPERTY,
+    REBIRTH_METRIC,
+)
 from andon.sparkplug.errors import PayloadError, SessionError, TopicError
 from andon.sparkplug.host_actions import (
+    CommandTarget,
     DeviceOffline,
     DeviceOnline,
     EdgeNodeStats,
@@ -62,6 +68,7 @@ from andon.sparkplug.topic import (
 
 # The action types are re-exported so adapters can import everything host-side from here.
 __all__ = [
+    "CommandTarget",
     "DeviceOffline",
     "DeviceOnline",
     "EdgeNodeStats",
@@ -95,8 +102,12 @@ class HostApplicationSession:
         historical_updates_live: bool = False,
         state_v4_mode: bool = False,
         namespace_filter: str = f"{NAMESPACE}/#",
+        rebirth_allowed: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.host_id = host_id
+        #: (group, edge node) -> may this host command that node now. A passive cluster node
+        #: (checklist R-14) never sends NCMD; it keeps applying the node's data meanwhile.
+        self.rebirth_allowed = rebirth_allowed
         #: What the host subscribes to: all of Sparkplug, or e.g. ``spBv1.0/Plant1/#``.
         self.namespace_filter = namespace_filter
         #: H-05: seeing our own STATE declared offline, 3.0 republishes the birth with the same
@@ -159,6 +170,25 @@ class HostApplicationSession:
 
     # -- commands -----------------------------------------------------------------------------
 
+    def command_target(
+        self, group_id: str, edge_node_id: str, device_id: str | None, name: str
+    ) -> CommandTarget | None:
+        """What the latest births say about metric ``name`` (None: no birth declared it).
+
+        Answers for a node or device that is offline now too (its last birth is kept), so a
+        caller can tell "offline" from "unknown".
+        """
+        node = self._nodes.get((group_id, edge_node_id))
+        table = node.metrics.get(device_id) if node is not None else None
+        if node is None or table is None or name not in table:
+            return None
+        return CommandTarget(
+            datatype=table[name],
+            read_only=name in node.read_only.get(device_id, ()),
+            node_online=node.online and node.born,
+            device_online=device_id is None or device_id in node.devices_online,
+        )
+
     def command(
         self,
         group_id: str,
@@ -208,6 +238,14 @@ class HostApplicationSession:
         if last is not None and now_ms - last < self.rebirth_debounce_ms:
             return []
         node.last_rebirth_request_ms = now_ms
+        if self.rebirth_allowed is not None and not self.rebirth_allowed(
+            node.group_id, node.edge_node_id
+        ):
+            detail = (
+                f"{reason}; no rebirth requested now: another host commands this edge node, "
+                "or the host's rebirth rate is reached"
+            )
+            return [Problem("rebirth_not_requested", node.group_id, node.edge_node_id, detail)]
         node.rebirth_requests += 1
         rebirth = Metric(REBIRTH_METRIC, True, DataType.BOOLEAN, timestamp=now_ms)
         actions: list[HostAction] = [
@@ -382,6 +420,11 @@ class HostApplicationSession:
         except PayloadError as exc:
             return actions + self._malformed(node, MessageType.DBIRTH, receive_ms, str(exc))
         node.metrics[device_id] = table
+        node.read_only[device_id] = frozenset(
+            m.name
+            for m in payload.metrics
+            if m.name and m.properties.get(READ_ONLY_PROPERTY) is True
+        )
         node.devices_online.add(device_id)
         actions.append(
             DeviceOnline(node.group_id, node.edge_node_id, device_id, receive_ms, len(table))

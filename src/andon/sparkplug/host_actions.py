@@ -10,6 +10,7 @@ from andon.sparkplug.model import DataType, MetricValue, Quality
 from andon.sparkplug.topic import MessageType
 
 __all__ = [
+    "CommandTarget",
     "DeviceOffline",
     "DeviceOnline",
     "EdgeNodeStats",
@@ -111,6 +112,19 @@ HostAction = (
     | Disconnect
     | Problem
 )
+
+
+@dataclass(frozen=True, slots=True)
+class CommandTarget:
+    """What the births say about a metric a command would write (see ``command_target``)."""
+
+    datatype: DataType
+    #: The birth marked it read-only (``readOnly`` property true).
+    read_only: bool
+    #: Its edge node is born and online (no NDEATH since its NBIRTH).
+    node_online: bool
+    #: Its device is online (no DDEATH since its DBIRTH); True for a node metric.
+    device_online: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,8 @@ class EdgeNodeState:
     expected_seq: int | None = None
     #: Birth metrics per device (None = the node): name -> datatype.
     metrics: dict[str | None, dict[str, DataType]] = field(default_factory=dict)
+    #: Per device, the birth metrics marked read-only (``READ_ONLY_PROPERTY``).
+    read_only: dict[str | None, frozenset[str]] = field(default_factory=dict)
     #: One alias map for the whole edge node: alias -> (device, name, datatype).
     aliases: dict[int, tuple[str | None, str, DataType]] = field(default_factory=dict)
     devices_online: set[str] = field(default_factory=set)
@@ -116,6 +118,7 @@ class EdgeNodeState:
     ) -> None:
         """Apply an accepted NBIRTH (any seq 0-255 resets the expected next one)."""
         self.metrics = {None: table}
+        self.read_only = {}
         self.devices_online.clear()
         self.bd_seq = bd_seq
         self.expected_seq = (seq + 1) % 256

@@ -23,6 +23,7 @@ from andon.sparkplug.model import DataType, MetricValue, Quality
 
 __all__ = [
     "GOOD",
+    "OUTCOME_UNKNOWN",
     "ChangeBuffer",
     "DeviceHealth",
     "Source",
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 #: Sparkplug ``Quality`` of a value read without trouble (the default of every change).
 GOOD = int(Quality.GOOD)
+#: Starts the reason of a command whose effect is unknown (``WriteResult.unknown``): the host
+#: reads it as "not confirmed", not as "refused".
+OUTCOME_UNKNOWN = "outcome unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,13 @@ class WriteResult:
     @classmethod
     def rejected(cls, reason: str) -> WriteResult:
         return cls(False, reason)
+
+    @classmethod
+    def unknown(cls, reason: str) -> WriteResult:
+        """Not confirmed, and maybe applied all the same (e.g. the device did not answer in
+        time): reported to the host with ``OUTCOME_UNKNOWN``, which it takes as no answer,
+        not as a refusal."""
+        return cls(False, f"{OUTCOME_UNKNOWN}: {reason}")
 
 
 class Source(Protocol):

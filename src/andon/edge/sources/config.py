@@ -208,7 +208,20 @@ class OpcUaDeviceConfig(BaseModel):
     security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
     certificate: Path | None = Field(None, description="Client certificate (DER or PEM).")
     private_key: Path | None = Field(None, description="Private key of the certificate (PEM).")
-    server_certificate: Path | None = Field(None, description="Trusted server certificate.")
+    server_certificate: Path | None = Field(
+        None,
+        description=(
+            "The server's certificate: only this server is trusted. Without it, the certificate "
+            "the server presents when asked for its endpoints is used."
+        ),
+    )
+    application_uri: str | None = Field(
+        None,
+        description=(
+            "Application URI announced to the server; default: the URI in the certificate "
+            "(servers refuse a URI that does not match it)."
+        ),
+    )
     username: str | None = None
     password: SecretStr | None = Field(None, description="Never logged.")
     subscribe: bool = Field(

@@ -25,9 +25,10 @@ from typing import Any
 from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.common.node import Node
-from asyncua.crypto import security_policies
+from asyncua.crypto import security_policies, uacrypto
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaStatusCodeError
+from cryptography import x509
 
 from andon.edge.sources.base import ChangeBuffer, TagChange, TagSpec, WriteResult
 from andon.edge.sources.config import OPCUA_TYPES, OpcUaDeviceConfig, OpcUaTagConfig
@@ -67,6 +68,20 @@ def _ms(when: datetime | None) -> int | None:
     if when.tzinfo is None:  # asyncua gives naive UTC datetimes
         when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
+
+
+#: The application URI announced when neither the configuration nor the certificate has one.
+_DEFAULT_APPLICATION_URI = "urn:andon:edge"
+
+
+def _application_uri(certificate: x509.Certificate) -> str:
+    """The URI in the certificate's subjectAltName (OPC UA application certificates have one)."""
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return _DEFAULT_APPLICATION_URI
+    uris = names.value.get_values_for_type(x509.UniformResourceIdentifier)
+    return uris[0] if uris else _DEFAULT_APPLICATION_URI
 
 
 def quality_of(status: ua.StatusCode | None) -> int:
@@ -120,6 +135,9 @@ class _Device:
         self._last: dict[str, tuple[MetricValue, int, int]] = {}
         self.client: Client | None = None
         self._lost = asyncio.Event()
+        #: Why the device is not connected ("" while it is): a refused login, an untrusted
+        #: certificate, no answer.
+        self.last_error = ""
 
     def _change(self, tag: OpcUaTagConfig, data: ua.DataValue) -> TagChange | None:
         datatype = OPCUA_TYPES[tag.type]
@@ -160,6 +178,10 @@ class _Device:
         if cfg.security_mode != "None":
             assert cfg.certificate is not None  # checked by the configuration
             assert cfg.private_key is not None
+            # Servers check that the application URI we announce is the one in our certificate
+            # (BadCertificateUriInvalid otherwise): announce the certificate's own.
+            certificate = await uacrypto.load_certificate(str(cfg.certificate))
+            client.application_uri = cfg.application_uri or _application_uri(certificate)
             await client.set_security(
                 _POLICIES[cfg.security_policy],
                 str(cfg.certificate),
@@ -231,6 +253,7 @@ class _Device:
                 if cfg.subscribe:  # after the read: its first notifications repeat it (dropped)
                     await self._subscribe(client, nodes)
                 log.info("opc ua device %s connected to %s", cfg.device, cfg.endpoint)
+                self.last_error = ""
                 backoff = cfg.backoff_initial_s
                 while not self._lost.is_set():
                     if cfg.subscribe:
@@ -242,11 +265,26 @@ class _Device:
                 await self._disconnect()
                 raise
             except Exception as exc:  # any failure of the session: lost, retry
-                log.warning("opc ua device %s: %s", cfg.device, exc or type(exc).__name__)
+                self._failed(exc)
             self._buffer.lost(cfg.device)
             await self._disconnect()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, cfg.backoff_max_s)
+
+    def _failed(self, exc: Exception) -> None:
+        """Log why the session failed or could not start, once per new reason (a refused login
+        fails the same way at every retry), and keep it in ``last_error``."""
+        cfg = self.config
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            reason = f"no answer within {cfg.timeout_s} s"
+            if cfg.server_certificate is not None:
+                # A server that cannot decrypt our request (encrypted for another certificate)
+                # drops it without an answer.
+                reason += " (is server_certificate the certificate of this server?)"
+        level = logging.DEBUG if reason == self.last_error else logging.WARNING
+        log.log(level, "opc ua device %s (%s): %s", cfg.device, cfg.endpoint, reason)
+        self.last_error = reason
 
     async def _disconnect(self) -> None:
         client, self.client = self.client, None
@@ -280,6 +318,16 @@ class OpcUaSource:
     ) -> None:
         self._buffer = ChangeBuffer((d.device for d in devices), max_buffered)
         clock = clock or SystemClock()
+        for config in devices:
+            if config.security_mode != "None" and config.server_certificate is None:
+                # Encrypted, but to whoever answers: a man in the middle presenting any
+                # certificate gets the session, and with it the user name and password.
+                log.warning(
+                    "opc ua device %s: %s without server_certificate trusts any server "
+                    "certificate; set server_certificate to the server's own certificate",
+                    config.device,
+                    config.security_mode,
+                )
         self._devices = {d.device: _Device(d, self._buffer, clock) for d in devices}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -331,6 +379,10 @@ class OpcUaSource:
     def device_online(self) -> Mapping[str, bool]:
         return self._buffer.online()
 
+    def device_errors(self) -> Mapping[str, str]:
+        """Why each device is not connected ("" for a connected one)."""
+        return {name: device.last_error for name, device in self._devices.items()}
+
     def write(self, device_id: str, name: str, value: MetricValue) -> WriteResult:
         device = self._devices.get(device_id)
         if device is None:
@@ -354,7 +406,11 @@ class OpcUaSource:
             future.result(device.config.timeout_s)
         except TimeoutError:
             future.cancel()
-            return WriteResult.rejected(f"write to {device_id}/{name} timed out")
+            # The request may have reached the server and been applied: not a refusal.
+            return WriteResult.unknown(
+                f"no answer to the write to {device_id}/{name} within "
+                f"{device.config.timeout_s:g} s; it may have been applied"
+            )
         except UaStatusCodeError as exc:
             return WriteResult.rejected(f"server refused the write: {exc}")
         except Exception as exc:  # connection gone, bad variant: refused, with the reason
