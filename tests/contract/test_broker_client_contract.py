@@ -48,10 +48,25 @@ class Recorder:
         return self.messages.get(timeout=TIMEOUT)
 
 
+class AckRecorder(Recorder):
+    """An ``AckingMessageHandler`` + listener: records (topic, payload, ack)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deliveries: queue.Queue[tuple[str, bytes, Callable[[], None]]] = queue.Queue()
+
+    def __call__(self, topic: str, payload: bytes, ack: Callable[[], None] = lambda: None) -> None:
+        self.deliveries.put((topic, payload, ack))
+
+    def next_delivery(self) -> tuple[str, bytes, Callable[[], None]]:
+        return self.deliveries.get(timeout=TIMEOUT)
+
+
 class Backend:
     """Builds clients for one broker implementation and injects broker faults."""
 
     name = ""
+    redelivery_s = 0.0
 
     def client(
         self, client_id: str, rec: Recorder, will_factory: Callable[[], Will | None] | None = None
@@ -59,6 +74,10 @@ class Backend:
         raise NotImplementedError
 
     def unreachable_client(self, client_id: str, rec: Recorder) -> Any:
+        raise NotImplementedError
+
+    def durable_client(self, client_id: str, rec: AckRecorder) -> Any:
+        """A persistent session (``clean_session=False``) with manual acknowledgement."""
         raise NotImplementedError
 
     def outage(self) -> None:
@@ -85,6 +104,10 @@ class MemoryBackend(Backend):
         down.set_online(False)
         return down.client(client_id, rec, rec)
 
+    def durable_client(self, client_id: str, rec: AckRecorder) -> Any:
+        endpoint = MqttEndpoint(client_id=client_id, clean_session=False, manual_ack=True)
+        return self.broker.client_for(endpoint, on_message=rec, listener=rec)
+
     def outage(self) -> None:
         self.broker.set_online(False)
 
@@ -96,6 +119,9 @@ class ProcessBackend(Backend):
     def __init__(self, broker: Any) -> None:
         self.broker = broker
         self.broker.start()
+        # NATS redelivers an unacknowledged message to a resumed session after its ack_wait
+        # only; Mosquitto at once on reconnect (MQTT 3.1.1 4.4).
+        self.redelivery_s = float(getattr(broker, "ack_wait_s", 0.0))
 
     def _endpoint(self, client_id: str, port: int) -> MqttEndpoint:
         # Short backoff so reconnect tests finish quickly; production defaults are 0.5 s..30 s.
@@ -112,6 +138,14 @@ class ProcessBackend(Backend):
         from andon.mqtt.paho_client import PahoBrokerClient
 
         return PahoBrokerClient(self._endpoint(client_id, free_port()), rec, rec)
+
+    def durable_client(self, client_id: str, rec: AckRecorder) -> Any:
+        from dataclasses import replace
+
+        from andon.mqtt.paho_client import PahoBrokerClient
+
+        endpoint = self._endpoint(client_id, self.broker.port)
+        return PahoBrokerClient(replace(endpoint, clean_session=False, manual_ack=True), rec, rec)
 
     def outage(self) -> None:
         self.broker.kill()
@@ -142,7 +176,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     else:
         from andon.mqtt.embedded_broker import EmbeddedNatsBroker
 
-        b = ProcessBackend(EmbeddedNatsBroker(tmp_path / "nats", free_port()))
+        # A shorter ack_wait than the shipped 60 s, so that redelivery is seen within the test.
+        b = ProcessBackend(EmbeddedNatsBroker(tmp_path / "nats", free_port(), ack_wait_s=15))
     try:
         yield b
     finally:
@@ -336,3 +371,67 @@ def test_slow_qos1_subscriber_loses_nothing(backend: Backend, connect: Any) -> N
     finally:
         gate.set()
         sub.stop()
+
+
+def _start_durable(backend: Backend, client_id: str) -> tuple[Any, AckRecorder]:
+    rec = AckRecorder()
+    client = backend.durable_client(client_id, rec)
+    client.start()
+    rec.expect_event("connected")
+    assert client.subscribe([("durable/#", 1)])
+    return client, rec
+
+
+def test_persistent_session_keeps_messages_published_while_away(
+    backend: Backend, connect: Any
+) -> None:
+    sub, rec = _start_durable(backend, "durable-consumer")
+    pub, _ = connect()
+    assert pub.publish("durable/a", b"0", qos=1).wait(TIMEOUT)
+    topic, payload, ack = rec.next_delivery()
+    assert (topic, payload) == ("durable/a", b"0")
+    ack()
+    sub.stop()
+    for i in range(1, 4):  # nobody is subscribed now: the broker keeps them for the session
+        assert pub.publish("durable/a", str(i).encode(), qos=1).wait(TIMEOUT)
+    back, rec2 = _start_durable(backend, "durable-consumer")
+    try:
+        got = []
+        for _ in range(3):
+            _, payload, ack = rec2.next_delivery()
+            got.append(payload)
+            ack()
+        assert got == [b"1", b"2", b"3"]  # the acknowledged "0" does not come again
+    finally:
+        back.stop()
+
+
+def test_unacknowledged_message_is_delivered_again_in_the_next_session(
+    backend: Backend, connect: Any
+) -> None:
+    sub, rec = _start_durable(backend, "durable-crash")
+    pub, _ = connect()
+    assert pub.publish("durable/x", b"first", qos=1).wait(TIMEOUT)
+    _, payload, _never_acked = rec.next_delivery()
+    assert payload == b"first"
+    sub.stop()  # e.g. the consumer died before it stored the message
+    again, rec2 = _start_durable(backend, "durable-crash")
+    try:
+        _, payload, ack = rec2.deliveries.get(timeout=TIMEOUT + backend.redelivery_s)
+        assert payload == b"first"
+        ack()
+        _never_acked()  # the old session's ack is a no-op now
+        assert pub.publish("durable/x", b"second", qos=1).wait(TIMEOUT)
+        _, payload, ack = rec2.next_delivery()
+        assert payload == b"second"
+        ack()
+    finally:
+        again.stop()
+    third, rec3 = _start_durable(backend, "durable-crash")
+    try:
+        assert pub.publish("durable/x", b"third", qos=1).wait(TIMEOUT)
+        _, payload, ack = rec3.next_delivery()
+        assert payload == b"third"  # both earlier ones were acknowledged: not again
+        ack()
+    finally:
+        third.stop()

@@ -216,8 +216,12 @@ class EmbeddedNatsBroker(BrokerProcess):
         nats_port: int | None = None,
         host: str = "127.0.0.1",
         server_name: str = "andon",
+        ack_wait_s: float = 60.0,
     ) -> None:
         super().__init__(data_dir, mqtt_port, host)
+        #: NATS redelivers an unacknowledged QoS 1 message after this long -- also to a resumed
+        #: persistent session, which it does not do at once on reconnect as Mosquitto does.
+        self.ack_wait_s = ack_wait_s
         if nats_port is None:
             # Nothing connects to the NATS port in Andon; any free one will do.
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -261,7 +265,7 @@ mqtt {{
   max_ack_pending: 8192
   # How long NATS waits for a PUBACK before redelivering (with DUP). Long enough for a
   # subscriber that is busy for a while, short enough to recover a lost ack.
-  ack_wait: "60s"
+  ack_wait: "{self.ack_wait_s:g}s"
 }}
 """
 

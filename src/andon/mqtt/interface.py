@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 __all__ = [
+    "AckingMessageHandler",
     "BrokerClient",
     "BrokerClientStats",
     "ConnectionListener",
@@ -64,6 +65,12 @@ class MqttEndpoint:
     connect_timeout_s: float = 10.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
+    #: False: a persistent session -- the broker keeps the subscriptions and queues QoS 1
+    #: messages while the client is away (needs a stable ``client_id``).
+    clean_session: bool = True
+    #: True: the message handler is an ``AckingMessageHandler``; a QoS 1 message is
+    #: acknowledged only when it calls ``ack``.
+    manual_ack: bool = False
 
     @property
     def address(self) -> str:
@@ -86,6 +93,13 @@ class BrokerClientStats:
 #: Called for every received message: (topic, payload). Runs on the client's network thread;
 #: it must be quick or hand over to a bounded queue (blocking here applies back-pressure).
 MessageHandler = Callable[[str, bytes], None]
+
+#: The handler of a client with ``MqttEndpoint.manual_ack``: (topic, payload, ack). The PUBACK of
+#: a QoS 1 message is sent only when ``ack()`` is called (from any thread; acknowledge in the
+#: order received), e.g. once the message is committed. A message not acknowledged before its
+#: session ends is delivered again in the next one (with ``clean_session=False``); ``ack()``
+#: after that is a no-op.
+AckingMessageHandler = Callable[[str, bytes, Callable[[], None]], None]
 
 
 class ConnectionListener(Protocol):
@@ -112,6 +126,10 @@ class PublishTicket(Protocol):
 
     @property
     def acknowledged(self) -> bool: ...
+
+    @property
+    def done(self) -> bool:
+        """True once the outcome is known: acknowledged, or failed (refused, session ended)."""
 
 
 class BrokerClient(Protocol):

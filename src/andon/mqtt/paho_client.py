@@ -1,4 +1,6 @@
-"""``BrokerClient`` over paho-mqtt 2.x: MQTT 3.1.1, clean session, own reconnect loop.
+"""``BrokerClient`` over paho-mqtt 2.x: MQTT 3.1.1, own reconnect loop; clean sessions unless
+the endpoint asks for a persistent one (``clean_session=False``, with ``manual_ack`` for consumers
+that acknowledge a message only once it is stored).
 
 Threads (per client):
 
@@ -23,12 +25,13 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from andon.mqtt.interface import (
+    AckingMessageHandler,
     BrokerClientStats,
     ConnectionListener,
     MessageHandler,
@@ -70,6 +73,10 @@ class Ticket:
     def acknowledged(self) -> bool:
         return self._event.is_set() and self._ok
 
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
 
 class _Subscription:
     __slots__ = ("event", "ok")
@@ -100,7 +107,7 @@ class PahoBrokerClient:
     def __init__(
         self,
         endpoint: MqttEndpoint,
-        on_message: MessageHandler,
+        on_message: MessageHandler | AckingMessageHandler,
         listener: ConnectionListener,
         will_factory: WillFactory | None = None,
     ) -> None:
@@ -119,6 +126,7 @@ class PahoBrokerClient:
         self._published = 0
         self._acked = 0
         self._publish_failed = 0
+        self._queue_full = False  # a "queue full" refusal was logged; cleared by a success
         self._last_error: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -200,10 +208,18 @@ class PahoBrokerClient:
         with self._lock:
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS or session.ended:
                 self._publish_failed += 1
-                if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
-                    log.warning("MQTT publish refused: client queue full (%d)", info.rc)
+                if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE and not self._queue_full:
+                    # Once per episode: a caller retrying a full queue must not flood the log.
+                    self._queue_full = True
+                    log.warning(
+                        "MQTT publishes refused: the client queue to %s is full (%d messages "
+                        "waiting); counted in publish_failed until it drains",
+                        self._endpoint.address,
+                        self._endpoint.max_queued,
+                    )
                 ticket._resolve(False)
                 return ticket
+            self._queue_full = False
             self._published += 1
             if info.mid in session.early_acks:
                 session.early_acks.discard(info.mid)
@@ -268,9 +284,10 @@ class PahoBrokerClient:
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=ep.client_id,
-            clean_session=True,
+            clean_session=ep.clean_session,
             protocol=paho.MQTTv311,
             reconnect_on_failure=False,
+            manual_ack=ep.manual_ack,
         )
         client.connect_timeout = ep.connect_timeout_s
         client.max_inflight_messages_set(ep.max_inflight)
@@ -302,7 +319,9 @@ class PahoBrokerClient:
         client.on_disconnect = self._cb_disconnect(session)
         client.on_publish = self._cb_publish(session)
         client.on_subscribe = self._cb_subscribe(session)
-        client.on_message = self._cb_message
+        client.on_message = (
+            self._cb_acked_message(session) if self._endpoint.manual_ack else self._cb_message
+        )
         with self._lock:
             self._session = session
         try:
@@ -414,9 +433,30 @@ class PahoBrokerClient:
 
         return on_subscribe
 
+    def _cb_acked_message(self, session: _Session) -> Any:
+        """With ``manual_ack``: the handler gets an ``ack`` for this message in this session."""
+        handler = cast(AckingMessageHandler, self._on_message)
+
+        def on_message(_c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
+            mid, qos = message.mid, message.qos
+
+            def ack() -> None:
+                with self._lock:
+                    if session.ended:  # the broker delivers it again in the next session
+                        return
+                if qos > 0:
+                    session.client.ack(mid, qos)
+
+            try:
+                handler(message.topic, bytes(message.payload), ack)
+            except Exception:  # never acknowledged: delivered again after a reconnect
+                log.exception("MQTT message handler failed on %s", message.topic)
+
+        return on_message
+
     def _cb_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
         try:
-            self._on_message(message.topic, bytes(message.payload))
+            cast(MessageHandler, self._on_message)(message.topic, bytes(message.payload))
         except Exception:  # one bad message must not kill the network loop
             log.exception("MQTT message handler failed on %s", message.topic)
 

@@ -3,7 +3,11 @@
 Semantics follow the real adapter (``andon.mqtt.paho_client``) as checked by
 ``tests/contract/test_broker_client_contract.py``:
 
-* clean sessions: subscriptions vanish when a session ends;
+* clean sessions: subscriptions vanish when a session ends; a persistent session
+  (``clean_session=False``) keeps them, and QoS 1 messages published meanwhile wait for the
+  client's return, like a broker's stored session;
+* ``manual_ack``: the handler gets an ``ack``; a message not acknowledged when its persistent
+  session ends is delivered again in the next one;
 * ``will_factory`` is called before every (re)connect; the Will is published on ``crash()``
   (the in-memory ``_abort``) and never on ``stop()``/``disconnect()``;
 * QoS 1 tickets are acknowledged at once while connected, failed while not connected;
@@ -18,13 +22,17 @@ client before returning, and ``disconnect()`` reconnects immediately.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from andon.mqtt.interface import (
+    AckingMessageHandler,
     BrokerClientStats,
     ConnectionListener,
     MessageHandler,
+    MqttEndpoint,
     Will,
     WillFactory,
 )
@@ -73,12 +81,24 @@ class MemoryTicket:
     def acknowledged(self) -> bool:
         return self._ok
 
+    @property
+    def done(self) -> bool:
+        return True
+
 
 @dataclass(slots=True)
 class _Message:
     topic: str
     payload: bytes
     retain: bool
+
+
+@dataclass(slots=True)
+class _StoredSession:
+    """A persistent session while its client is away: subscriptions and waiting messages."""
+
+    filters: set[str] = field(default_factory=set)
+    waiting: deque[tuple[str, bytes]] = field(default_factory=deque)
 
 
 class InMemoryBroker:
@@ -90,6 +110,7 @@ class InMemoryBroker:
         self._online = True
         self._sessions: dict[str, InMemoryBrokerClient] = {}  # client_id -> connected client
         self._clients: list[InMemoryBrokerClient] = []  # every started, not stopped client
+        self._stored: dict[str, _StoredSession] = {}  # client_id -> persistent session away
         self.retained: dict[str, bytes] = {}
         self.published: list[tuple[str, bytes, int, bool]] = []  # log for assertions
 
@@ -99,8 +120,28 @@ class InMemoryBroker:
         on_message: MessageHandler,
         listener: ConnectionListener,
         will_factory: WillFactory | None = None,
+        *,
+        clean_session: bool = True,
+        manual_ack: bool = False,
     ) -> InMemoryBrokerClient:
-        return InMemoryBrokerClient(self, client_id, on_message, listener, will_factory)
+        return InMemoryBrokerClient(
+            self, client_id, on_message, listener, will_factory, clean_session, manual_ack
+        )
+
+    def client_for(self, endpoint: MqttEndpoint, **kwargs: Any) -> InMemoryBrokerClient:
+        """A ``BrokerClientFactory``: the client id and session options of ``endpoint``."""
+        return self.client(
+            endpoint.client_id,
+            clean_session=endpoint.clean_session,
+            manual_ack=endpoint.manual_ack,
+            **kwargs,
+        )
+
+    def waiting(self, client_id: str) -> int:
+        """QoS 1 messages waiting for the persistent session ``client_id`` to come back."""
+        with self._lock:
+            stored = self._stored.get(client_id)
+            return 0 if stored is None else len(stored.waiting)
 
     @property
     def online(self) -> bool:
@@ -133,6 +174,10 @@ class InMemoryBroker:
                 for c in self._sessions.values()
                 if any(topic_matches(f, topic) for f in c._filters)
             ]
+            if qos > 0:  # a persistent session away keeps QoS 1 messages for its return
+                for stored in self._stored.values():
+                    if any(topic_matches(f, topic) for f in stored.filters):
+                        stored.waiting.append((topic, payload))
         # Deliver outside the lock so a handler that blocks cannot stall other publishers.
         # A normal publish is delivered with retain=False, as real brokers do.
         for client in targets:
@@ -149,10 +194,16 @@ class InMemoryBrokerClient:
         on_message: MessageHandler,
         listener: ConnectionListener,
         will_factory: WillFactory | None = None,
+        clean_session: bool = True,
+        manual_ack: bool = False,
     ) -> None:
         self._broker = broker
         self.client_id = client_id
-        self._on_message = on_message
+        self._on_message: MessageHandler | AckingMessageHandler = on_message
+        self.clean_session = clean_session
+        self.manual_ack = manual_ack
+        # Delivered, not yet acknowledged (manual_ack), in order; a token per delivery.
+        self._unacked: dict[object, tuple[str, bytes]] = {}
         self._listener = listener
         self._will_factory = will_factory
         self._started = False
@@ -261,7 +312,12 @@ class InMemoryBrokerClient:
                 self._connected = True
                 self._connects += 1
                 self._last_error = None
+                stored = self._broker._stored.pop(self.client_id, None)
+                if stored is not None and not self.clean_session:
+                    self._filters = set(stored.filters)
             self._listener.on_connected()
+            if stored is not None and not self.clean_session:
+                self._deliver_stored(stored)
 
     def _drop(self, reason: str, publish_will: bool = False) -> None:
         with self._listener_lock:
@@ -270,7 +326,12 @@ class InMemoryBrokerClient:
             with self._broker._lock:
                 self._connected = False
                 self._disconnects += 1
-                self._filters.clear()  # clean session
+                if not self.clean_session:  # the broker keeps it; unacknowledged come again
+                    stored = self._broker._stored.setdefault(self.client_id, _StoredSession())
+                    stored.filters = set(self._filters)
+                    stored.waiting.extendleft(reversed(list(self._unacked.values())))
+                self._unacked.clear()
+                self._filters.clear()
                 if self._broker._sessions.get(self.client_id) is self:
                     del self._broker._sessions[self.client_id]
                 will, self._will = self._will, None
@@ -279,5 +340,30 @@ class InMemoryBrokerClient:
             self._listener.on_disconnected(reason)
 
     def _deliver(self, topic: str, payload: bytes) -> None:
-        if self._connected:
-            self._on_message(topic, payload)
+        if not self._connected:
+            return
+        if not self.manual_ack:
+            cast(MessageHandler, self._on_message)(topic, payload)
+            return
+        token = object()
+        with self._broker._lock:
+            self._unacked[token] = (topic, payload)
+        cast(AckingMessageHandler, self._on_message)(topic, payload, self._acker(token))
+
+    def _acker(self, token: object) -> Callable[[], None]:
+        def ack() -> None:
+            with self._broker._lock:
+                self._unacked.pop(token, None)  # gone with its session: a no-op
+
+        return ack
+
+    def _deliver_stored(self, stored: _StoredSession) -> None:
+        """Messages that waited for this persistent session, in order; what the session could
+        not take (it ended meanwhile) keeps waiting."""
+        while stored.waiting:
+            if not self._connected:
+                with self._broker._lock:
+                    again = self._broker._stored.setdefault(self.client_id, _StoredSession())
+                    again.waiting.extend(stored.waiting)
+                return
+            self._deliver(*stored.waiting.popleft())
