@@ -68,3 +68,13 @@ def mosquitto_binary() -> str:
         service_unavailable("mosquitto binary not found")
         raise AssertionError  # unreachable
     return path
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> str:
+    """Debian's chromium for the browser tests (Playwright never downloads a browser here)."""
+    path = shutil.which("chromium")
+    if path is None:
+        service_unavailable("chromium not found (apt-get install chromium)")
+        raise AssertionError  # unreachable
+    return path

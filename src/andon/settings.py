@@ -23,10 +23,17 @@ from pydantic_settings import (
 
 from andon.edge.sources.config import FieldError, ModbusDeviceConfig, OpcUaDeviceConfig
 from andon.mqtt.interface import MqttEndpoint, TlsSettings
+from andon.settings_cluster import ClusterSettings, DomainSettings
+from andon.settings_outbox import EnterpriseSettingsBase, EnterpriseSourceBase, OutboxSettings
 
 __all__ = [
+    "ClusterSettings",
+    "DomainSettings",
     "EdgeSettings",
+    "EnterpriseSettings",
+    "EnterpriseSourceSettings",
     "MqttSettings",
+    "OutboxSettings",
     "ServerSettings",
     "SettingDoc",
     "SimulatorSettings",
@@ -223,6 +230,24 @@ class EdgeSettings(_CommandSettings):
         return self
 
 
+class EnterpriseSourceSettings(EnterpriseSourceBase):
+    """One site broker the enterprise consumes (``andon.settings_outbox``)."""
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="The site broker.")
+
+
+class EnterpriseSettings(EnterpriseSettingsBase):
+    """``[enterprise]`` with its sources (``andon.settings_outbox``)."""
+
+    sources: list[EnterpriseSourceSettings] = Field(
+        default_factory=list,
+        description=(
+            "Site brokers, one `[[enterprise.sources]]` table each with name, sites and "
+            "`[enterprise.sources.mqtt]`; none: this server's own `mqtt` broker, every site."
+        ),
+    )
+
+
 class ServerSettings(_CommandSettings):
     """Settings of ``andon server`` (and of the server inside ``andon demo``)."""
 
@@ -324,8 +349,83 @@ class ServerSettings(_CommandSettings):
         True,
         description=(
             "Mirror each asset's current state, mode, reason, run, counts and shift OEE as "
-            "retained JSON (QoS 1) on andon/v1/<asset path>/state and /oee, at most once a "
-            "second per asset and again on every broker reconnect (needs plant_file)."
+            "retained JSON (QoS 1) on andon/v1/<asset path>/state and /oee, at most once per "
+            "uns_min_interval_s per asset and again on every broker reconnect (needs "
+            "plant_file)."
+        ),
+    )
+    mes_write_delay_s: float = Field(
+        0.5,
+        ge=0,
+        le=10,
+        description=(
+            "How long derived MES changes (intervals, counts, rollups) gather before they are "
+            "written in one transaction; increments to the same rollup bucket merge meanwhile. "
+            "Reads that must see the newest data (edits, the UNS mirror) flush first."
+        ),
+    )
+    uns_min_interval_s: float = Field(
+        5.0,
+        ge=0.1,
+        description=(
+            "Shortest time between two UNS documents of one asset: a machine whose counters "
+            "change every second republishes at this pace (each document costs an OEE query; "
+            "the web UI's live feed is the sub-second path)."
+        ),
+    )
+    mes_horizon_hours: float = Field(
+        168.0,
+        gt=0,
+        description=(
+            "How far behind its newest data the MES keeps each asset's derivation in memory, "
+            "and the window it reloads at start: store-and-forward data up to this late is "
+            "derived exactly; older data is historised but not derived (logged and counted). "
+            "Edits of older intervals load them from the database on demand."
+        ),
+    )
+    mes_edit_max_days: float = Field(
+        31.0,
+        gt=0,
+        description=(
+            "Longest period one count edit or one state added by hand may cover, in days (an "
+            "edit is one transaction: its corrections and rollup changes grow with the period). "
+            "A longer edit is refused (422); split it into several."
+        ),
+    )
+    mes_edit_max_age_days: float = Field(
+        31.0,
+        gt=0,
+        description=(
+            "How far back, in days, an edit of states (reason, split, revert, state added by "
+            "hand) may reach beyond what the MES holds in memory (mes_horizon_hours): such an "
+            "edit loads the intervals from there on into memory first. Older: refused (422)."
+        ),
+    )
+    mes_query_max_days: float = Field(
+        367.0,
+        gt=0,
+        description=(
+            "Longest period, in days, of one query split into buckets (by=hour, day or shift "
+            "in /api/v1/oee, /api/v1/assets/{path}/counts and /api/v1/export) and of one export "
+            "of states, counts or OEE. A longer one is refused (422); ask in parts."
+        ),
+    )
+    tag_write_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description=(
+            "How long POST /api/v1/tags/write waits for the edge's answer to a write (the "
+            "echo of the new value, or its error) before answering result=timeout."
+        ),
+    )
+    live_client_queue: int = Field(
+        10_000,
+        gt=0,
+        description=(
+            "Values one web client (GET /api/v1/live) may have waiting to be sent; a client "
+            "that falls further behind is dropped with a reason and reconnects, rather than "
+            "slowing ingest."
         ),
     )
     initial_admin_password: SecretStr | None = Field(
@@ -334,6 +434,15 @@ class ServerSettings(_CommandSettings):
             "If set and the database has no user yet, user `admin` is created with this "
             "password at start (for containers). Never logged; prefer the environment variable."
         ),
+    )
+    cluster: ClusterSettings = Field(
+        default_factory=ClusterSettings, description="Redundancy and domains of control."
+    )
+    outbox: OutboxSettings = Field(
+        default_factory=OutboxSettings, description="Site -> enterprise record forwarding."
+    )
+    enterprise: EnterpriseSettings = Field(
+        default_factory=EnterpriseSettings, description="The enterprise's copy of the sites."
     )
 
 

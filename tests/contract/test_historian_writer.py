@@ -205,3 +205,52 @@ def test_stop_gives_up_when_the_database_stays_down() -> None:
     assert not writer.stop(timeout=0.2)
     assert writer.stats().queued == 3
     assert not writer.stats().database_up
+
+
+class GatheringDerived:
+    """A derived write that counts how often it reached the database and what it carried."""
+
+    def __init__(self, rows: int, log: list[int]) -> None:
+        self.rows, self._log = rows, log
+
+    def merge(self, newer: GatheringDerived) -> None:
+        self.rows += newer.rows
+
+    def write(self, fence: object = None) -> None:
+        self._log.append(self.rows)
+
+
+def test_derived_changes_gather_for_the_delay_then_go_in_one_write() -> None:
+    written: list[int] = []
+    writer = HistorianWriter(InMemoryHistorianStore(), derived_max_delay_s=30.0)
+    writer.start()
+    try:
+        for _ in range(5):
+            assert writer.submit_derived(GatheringDerived(2, written), timeout=10)
+            assert writer.submit(_samples(3), timeout=10)
+        # Samples are not held back by the gathering, derived changes are (the delay is long).
+        assert writer.flush(timeout=10)  # a flush writes what gathered, at once
+        assert written == [10]
+        assert writer.stats().committed_total == 15
+    finally:
+        assert writer.stop(timeout=10)
+
+
+def test_gathered_derived_changes_are_written_when_the_delay_passes() -> None:
+    written: list[int] = []
+    done = threading.Event()
+
+    class Signalling(GatheringDerived):
+        def write(self, fence: object = None) -> None:
+            super().write(fence)
+            done.set()
+
+    writer = HistorianWriter(InMemoryHistorianStore(), derived_max_delay_s=0.2)
+    writer.start()
+    try:
+        assert writer.submit_derived(Signalling(4, written), timeout=10)
+        assert writer.submit_derived(GatheringDerived(1, written), timeout=10)
+        assert done.wait(10)  # no flush and no more samples: the delay alone writes them
+        assert written == [5]
+    finally:
+        assert writer.stop(timeout=10)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from andon.bench.ingest import run_ingest
+from andon.bench.latency import run_latency
 from andon.bench.query import run_query_bench
 from andon.bench.replay import run_replay
 from andon.bench.report import render_json, render_table
@@ -60,6 +61,7 @@ def test_scale_bench_measures_the_server_under_a_paced_plant(tmp_path: Path) -> 
     cpu = by_name["server CPU (share of one core)"]
     assert 0 < cpu.value < 2.0  # a share of the machine's two cores
     assert cpu.conditions["assets"] == 6
+    assert cpu.conditions["kept_up"] is True  # a tiny plant: the server keeps up
     assert cpu.conditions["lost"] == 0
     assert by_name["server memory (peak RSS)"].value > 10
 
@@ -70,3 +72,13 @@ def test_scale_plant_binds_every_machine_to_its_edge() -> None:
     assert model.bindings["Scale/Edge2/M0049/Count/Waste"].role == "waste"
     assert model.bindings["Scale/Edge1/M0000/State/Code"].asset == model.bound_assets[0]
     assert cell_path(49).endswith("/M0049")
+
+
+def test_latency_bench_times_probe_values_through_the_live_feed(tmp_path: Path) -> None:
+    figures = run_latency(capacity=1000.0, seconds=2.0, warmup=1.0, workdir=tmp_path)
+    by_name = {f.name: f for f in figures}
+    p50 = by_name["edge to live feed, p50"]
+    assert 0 < p50.value <= by_name["edge to live feed, p99"].value
+    assert by_name["edge to live feed, p99"].value <= by_name["edge to live feed, max"].value
+    assert p50.conditions["load_values_s"] == 200
+    assert int(p50.conditions["probes_measured"]) > 0  # type: ignore[call-overload]

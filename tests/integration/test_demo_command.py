@@ -3,14 +3,18 @@
 The command runs as a child process on free ports with ``--duration``: while it runs, the API
 shows the 6 machines of the demo plant with values from 2 online edge nodes and the machines
 page lists them; it stops by itself with exit code 0; a second run on the same directory still
-serves the history of the first.
+serves the history of the first. With ``--source opcua`` the edges read the same simulated plant
+from an OPC UA server: states and counts reach the MES, and a write from the API reaches the
+simulated machine through the OPC UA server.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -44,7 +48,11 @@ def processes() -> Iterator[list[AndonProcess]]:
 
 
 def _start_demo(
-    processes: list[AndonProcess], demo_dir: Path, log: Path, duration: float
+    processes: list[AndonProcess],
+    demo_dir: Path,
+    log: Path,
+    duration: float,
+    extra: Sequence[str] = (),
 ) -> tuple[AndonProcess, str]:
     http_port, mqtt_port = free_port(), free_port()
     demo = AndonProcess(
@@ -58,6 +66,7 @@ def _start_demo(
             str(mqtt_port),
             "--duration",
             str(duration),
+            *extra,
         ],
         log,
         name="andon demo",
@@ -89,7 +98,11 @@ def _page_with_session(base_url: str, path: str, password: str) -> tuple[int, st
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     form = urllib.parse.urlencode({"username": "admin", "password": password}).encode()
-    with opener.open(f"{base_url}/login?next={urllib.parse.quote(path)}", data=form) as response:
+    # A browser names the page the form came from; the server refuses forms from other sites.
+    request = urllib.request.Request(
+        f"{base_url}/login?next={urllib.parse.quote(path)}", data=form, headers={"Origin": base_url}
+    )
+    with opener.open(request) as response:
         # urllib followed the 303 to ``next`` with the cookie the login set.
         assert response.url == f"{base_url}{path}", response.url
         return int(response.status), response.read().decode("utf-8")
@@ -217,3 +230,92 @@ def test_demo_runs_the_plant_stops_by_itself_and_keeps_its_data(
     )
     assert kept == first_history
     assert second_rows > first_rows
+
+
+def _post_json(url: str, body: dict[str, object], token: str) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode("utf-8"),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15.0) as response:
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def _states_and_counts(base_url: str) -> tuple[set[str], set[str], set[str]]:
+    """Machines whose MES state is known, whose infeed count has history, and whose count
+    moved (a machine in a long stop does not count)."""
+    states, counts, moving = set(), set(), set()
+    end = time.time_ns() // 1_000_000 + 60_000
+    for asset in http_get_json(f"{base_url}/api/v1/assets"):
+        name = asset["name"]
+        if name not in MACHINES:
+            continue
+        if asset["state"] is not None:
+            states.add(name)
+        tag = f"{DEMO_GROUP}/{_LINE_OF[name]}/{name}/Count/Infeed"
+        query = urlencode({"path": tag, "start": 0, "end": end, "limit": 1000})
+        values = {value for _, value in _served_history(base_url, query) or []}
+        if values:
+            counts.add(name)
+        if len(values) >= 2:
+            moving.add(name)
+    return states, counts, moving
+
+
+_LINE_OF = {m.machine_id: m.line for m in demo_plant().machines}
+
+
+def test_demo_from_an_opc_ua_server_reaches_the_mes(
+    processes: list[AndonProcess], demo_dir: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "demo-opcua.log"
+    opcua_port = free_port()
+    started = time.monotonic()
+    demo, base_url = _start_demo(
+        processes, demo_dir, log, 25.0, ["--source", "opcua", "--opcua-port", str(opcua_port)]
+    )
+    endpoint = f"opc.tcp://127.0.0.1:{opcua_port}/andon/"
+    assert f"plant (OPC UA) : {endpoint}" in log.read_text(encoding="utf-8")
+    wait_until(
+        lambda: _machines_with_values(base_url) >= MACHINES,
+        20.0,
+        lambda: f"the API does not show values of all 6 machines {sorted(MACHINES)}",
+        processes=[demo],
+    )
+    wait_until(
+        lambda: _online_edges(base_url) == set(DEMO_LINES),
+        15.0,
+        lambda: f"/api/v1/edges does not show {DEMO_LINES} online",
+        processes=[demo],
+    )
+    # The MES derives states and counts from what the edges read over OPC UA.
+    wait_until(
+        lambda: (found := _states_and_counts(base_url))[:2] == (MACHINES, MACHINES) and found[2],
+        20.0,
+        lambda: f"MES states, counts, moving counts only for {_states_and_counts(base_url)}",
+        processes=[demo],
+    )
+    text = log.read_text(encoding="utf-8")
+    for machine in MACHINES:
+        assert f"opc ua device {machine} connected to {endpoint}" in text
+    # A write from the API goes through the edge and the OPC UA server to the simulated machine.
+    token = login(base_url, "admin", read_credentials(demo_dir / "credentials.txt")["admin"])
+    setpoint = f"{DEMO_GROUP}/Line1/Filler1/Setpoint/Speed"
+    status, body = _post_json(
+        f"{base_url}/api/v1/tags/write", {"path": setpoint, "value": 100.0}, token
+    )
+    assert status == 200, body
+    assert (body["result"], body["value"]) == ("written", 100.0)
+    refused_status, refused = _post_json(
+        f"{base_url}/api/v1/tags/write", {"path": setpoint, "value": 500.0}, token
+    )
+    assert refused_status == 200, refused
+    assert refused["result"] == "rejected"
+    assert "BadOutOfRange" in str(refused["error"])
+    _wait_exit(demo, started, 25.0)
+    forget_token(base_url)

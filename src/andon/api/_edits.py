@@ -14,8 +14,9 @@ from andon.api.mes import _mes
 from andon.api.timeparse import parse_instant_ms
 from andon.domain import DomainError
 from andon.domain.users import Role, User
+from andon.server.mes_limits import DAY_MS
 from andon.server.mes_queries import MesQueries
-from andon.server.mes_service import MesUnavailableError
+from andon.server.mes_service import EditOutOfReachError, MesUnavailableError
 from andon.storage.audit import AuditLog
 
 __all__ = [
@@ -51,6 +52,21 @@ class Edits:
             )
         return value
 
+    def period(self, start: str, end: str) -> tuple[int, int]:
+        """[start, end) of an edit from the body: in bounds, end after start, and no longer
+        than ``mes_edit_max_days``; 422 otherwise."""
+        start_ms, end_ms = self.instant(start, "start"), self.instant(end, "end")
+        if end_ms <= start_ms:
+            raise HTTPException(422, "end must be after start")
+        limits = self.mes.service.limits
+        if end_ms - start_ms > limits.edit_max_ms:
+            raise HTTPException(
+                422,
+                f"the period covers {(end_ms - start_ms) / DAY_MS:.1f} days; one edit covers at "
+                f"most {limits.edit_max_days:g} days (setting mes_edit_max_days): split it",
+            )
+        return start_ms, end_ms
+
 
 def edits(request: Request) -> Edits:
     ctx: ApiContext = request.app.state.context
@@ -74,10 +90,13 @@ def require_comment(comment: str, what: str) -> str:
 @contextmanager
 def conflicts_as_409() -> Iterator[None]:
     """A rule the stored data refused (overlap, duplicate id, already ended): 409; the database
-    not answering: 503. Input errors are checked before, as 404/422."""
+    not answering: 503. Input errors are checked before, as 404/422 (and an edit reaching
+    further back than ``mes_edit_max_age_days``, found out by the service: 422)."""
     try:
         yield
     except MesUnavailableError as exc:
         raise HTTPException(503, str(exc)) from exc
+    except EditOutOfReachError as exc:
+        raise HTTPException(422, str(exc)) from exc
     except DomainError as exc:
         raise HTTPException(409, str(exc)) from exc

@@ -32,6 +32,7 @@ __all__ = [
     "current_user",
     "optional_user",
     "read_credentials",
+    "read_limited_body",
     "request_token",
     "require_role",
     "router",
@@ -123,11 +124,25 @@ def user_out(user: User) -> UserOut:
     )
 
 
+async def read_limited_body(request: Request, limit: int, what: str) -> bytes:
+    """The request body, read in chunks and refused (413) as soon as it passes ``limit``
+    bytes: an unauthenticated caller must not make the server buffer a body of any size."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"{what} too large (at most {limit} bytes)")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"{what} too large (at most {limit} bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_credentials(request: Request) -> LoginIn:
     """``{username, password}`` from a JSON body or an HTML/OAuth2 form body."""
-    body = await request.body()
-    if len(body) > MAX_LOGIN_BODY:
-        raise HTTPException(413, "login body too large")
+    body = await read_limited_body(request, MAX_LOGIN_BODY, "login body")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if content_type == "application/x-www-form-urlencoded":

@@ -8,8 +8,12 @@ from typing import Any, Protocol
 
 from andon.server.auth import UserService
 from andon.server.edge_registry import EdgeRegistry
+from andon.server.live_events import LiveEvents
 from andon.server.live_tags import LiveTagTable
 from andon.server.mes_queries import MesQueries
+from andon.server.plant_editor import PlantEditor
+from andon.server.tag_writes import TagWriteFunction
+from andon.storage.enterprise import EnterpriseRepository
 from andon.storage.types import HistoryBucket, Sample, TagInfo
 
 __all__ = ["ApiContext", "HistoryReader"]
@@ -45,3 +49,18 @@ class ApiContext:
     metrics_require_login: bool = False
     #: MES reads (assets, states, OEE, Pareto, runs); None when no plant file is loaded.
     mes: MesQueries | None = None
+    #: Pushes tag and asset state changes to web clients (GET /api/v1/live); None: no stream.
+    live: LiveEvents | None = None
+    #: Cluster nodes, domains, leases and epochs for the system page; None: a single node.
+    cluster_status: Callable[[], dict[str, Any]] | None = None
+    #: Writes to equipment (POST /api/v1/tags/write): ``MesServer.write_tag``; None: 503.
+    write_tag: TagWriteFunction | None = None
+    #: Why a write naming (asset path, tag path) -- either may be None -- cannot be made on this
+    #: node now (a passive cluster node: 409 with this text, ``andon.api.write_guard``); None
+    #: here (a single node): every write may be made.
+    write_refusal: Callable[[str | None, str | None], str | None] | None = None
+    #: The sites' records on an enterprise server (GET /api/v1/enterprise/...); None: 503.
+    enterprise: EnterpriseRepository | None = None
+    #: The plant file's editor (GET/PUT /api/v1/admin/plant, the admin page); None: no plant
+    #: file is configured (503).
+    plant_editor: PlantEditor | None = None

@@ -14,14 +14,12 @@ from andon.api._time import iso_ms, iso_ms_or_none
 from andon.api.context import ApiContext
 from andon.api.timeparse import parse_instant_ms
 from andon.domain import AssetPath, DomainError, TimeAccount, six_big_losses
+from andon.server.mes_limits import DAY_MS
 from andon.server.mes_queries import Bucket, MesQueries
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["mes"])
-
-#: Longest period one request may cover with by=hour (a year of hours is 8,784 buckets).
-MAX_HOURS = 24 * 367
 
 
 class RunOut(BaseModel):
@@ -127,6 +125,21 @@ def _period(start: str, end: str) -> tuple[int, int]:
     if end_ms <= start_ms:
         raise HTTPException(status_code=422, detail="end must be after start")
     return start_ms, end_ms
+
+
+def _limit_query(mes: MesQueries, start_ms: int, end_ms: int, what: str) -> None:
+    """422 when [start_ms, end_ms) is longer than ``mes_query_max_days`` (a bucketed query or
+    an export is built whole in memory)."""
+    limits = mes.service.limits
+    if end_ms - start_ms > limits.query_max_ms:
+        raise HTTPException(
+            status_code=422,
+            detail=(
+                f"{what} covers at most {limits.query_max_days:g} days (setting "
+                f"mes_query_max_days); this period covers {(end_ms - start_ms) / DAY_MS:.1f} "
+                "days: ask in parts"
+            ),
+        )
 
 
 def _run_out(mes: MesQueries, run: Any) -> RunOut:
@@ -263,8 +276,8 @@ def oee(
     mes = _mes(request)
     path = _asset(mes, asset)
     start_ms, end_ms = _period(start, end)
-    if by == "hour" and end_ms - start_ms > MAX_HOURS * 3_600_000:
-        raise HTTPException(status_code=422, detail=f"by=hour covers at most {MAX_HOURS} hours")
+    if by is not None:
+        _limit_query(mes, start_ms, end_ms, f"by={by}")
     total = mes.total(path, start_ms, end_ms)
     buckets: list[Bucket] = []
     if by == "hour":

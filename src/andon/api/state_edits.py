@@ -1,5 +1,11 @@
-"""Audited downtime edits: ``PUT /api/v1/assets/{path}/states/{start_ms}/reason`` (operator) and
-``POST /api/v1/assets/{path}/states/{start_ms}/split`` (supervisor, with a comment).
+"""Audited downtime edits: ``PUT /api/v1/assets/{path}/states/{start_ms}/reason`` (operator),
+``POST /api/v1/assets/{path}/states/{start_ms}/split``, ``POST /api/v1/assets/{path}/states``
+(add a missed stop) and ``POST .../states/{start_ms}/revert`` (supervisor, with a comment).
+
+Adding a state over [start, end) replaces the derived intervals it covers and cuts one it covers
+in part at its edges (the domain's rule, ``IntervalBuilder.add_override``): the PLC's data stays
+in the history underneath and shows again when the added state is reverted, with the reasons
+the covered stops had. It may not overlap another added state nor cover a manual split (409).
 
 The interval is named by its asset and start (as ``GET .../states`` lists it). The change, its
 rollup increments and the audit entry (entity ``state_interval``, id ``<asset>@<start_ms>``) are
@@ -9,26 +15,29 @@ one derived write of the single writer; the answer comes once it is stored. Inva
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from andon.api._edits import Edits, conflicts_as_409, edits, require_comment
 from andon.api._time import iso_ms, iso_ms_or_none
 from andon.api.auth import require_role
 from andon.api.mes import IntervalOut, _asset
+from andon.api.timeparse import MAX_INSTANT_MS, MIN_INSTANT_MS
 from andon.domain import (
     AssetPath,
     DomainError,
     IntervalBuilder,
     IntervalChanges,
     StateInterval,
+    StateOverride,
     StateType,
 )
 from andon.domain.users import Role, User
 from andon.server.mes_service import IntervalHook
-from andon.storage.audit import Transaction
+from andon.storage.audit import AuditEntry, Transaction
 
 __all__ = ["router"]
 
@@ -39,6 +48,11 @@ Supervisor = Annotated[User, Depends(require_role(Role.SUPERVISOR))]
 EditsDep = Annotated[Edits, Depends(edits)]
 
 _COMMENT = Field("", max_length=2000, description="Why; kept in the audit trail")
+#: An interval's start (epoch ms) in the path: bounded like every instant of the API.
+StartMs = Annotated[
+    int,
+    Path(ge=MIN_INSTANT_MS, le=MAX_INSTANT_MS, description="The interval's start, epoch ms"),
+]
 
 
 class ReasonIn(BaseModel):
@@ -58,6 +72,16 @@ class SplitIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     at: str = Field(description="ISO 8601 instant or epoch ms strictly inside the interval")
+    comment: str = _COMMENT
+
+
+class AddStateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: str = Field(description="ISO 8601 instant or epoch ms (inclusive)")
+    end: str = Field(description="ISO 8601 instant or epoch ms (exclusive); not in the future")
+    state: int | str = Field(description="A state of the asset's state map: its code or name")
+    reason: str | None = Field(None, description="A reason id; default: the state's own")
     comment: str = _COMMENT
 
 
@@ -108,8 +132,19 @@ def _json(intervals: tuple[StateInterval, ...]) -> dict[str, Any] | None:
     return {"intervals": [interval_json(iv) for iv in parts]} if parts else None
 
 
-def _audited(e: Edits, user: User, action: str, entity_id: str, comment: str) -> IntervalHook:
+def _audited(
+    e: Edits,
+    user: User,
+    action: str,
+    entity_id: str,
+    comment: str,
+    also: Callable[[Transaction], None] | None = None,
+) -> IntervalHook:
+    """The audit entry (and ``also``, the edit's own record) in the change's transaction."""
+
     def hook(connection: Transaction, changes: IntervalChanges) -> None:
+        if also is not None:
+            also(connection)
         e.audit.record(
             user.username, action, "state_interval", entity_id, _json(changes.removed),
             _json(changes.added), comment, connection=connection,
@@ -124,7 +159,7 @@ def _audited(e: Edits, user: User, action: str, entity_id: str, comment: str) ->
     summary="Give a stop its reason, or change it (operator); null restores the default",
 )
 def assign_reason(
-    request: Request, path: str, start_ms: int, body: ReasonIn, user: Operator, e: EditsDep
+    request: Request, path: str, start_ms: StartMs, body: ReasonIn, user: Operator, e: EditsDep
 ) -> list[IntervalOut]:
     interval = _interval(e, path, start_ms)
     reasons = e.mes.service.plant.reasons
@@ -149,7 +184,7 @@ def assign_reason(
     summary="Split a state interval in two at a time inside it (supervisor)",
 )
 def split_interval(
-    request: Request, path: str, start_ms: int, body: SplitIn, user: Supervisor, e: EditsDep
+    request: Request, path: str, start_ms: StartMs, body: SplitIn, user: Supervisor, e: EditsDep
 ) -> list[IntervalOut]:
     comment = require_comment(body.comment, "split this interval")
     interval = _interval(e, path, start_ms)
@@ -165,10 +200,10 @@ def split_interval(
 @router.post(
     "/{path:path}/states/{start_ms}/revert",
     response_model=list[IntervalOut],
-    summary="Undo the last audited reason change or split of an interval (supervisor)",
+    summary="Undo the last audited reason change, split or added state (supervisor)",
 )
 def revert_interval(
-    request: Request, path: str, start_ms: int, body: RevertIn, user: Supervisor, e: EditsDep
+    request: Request, path: str, start_ms: StartMs, body: RevertIn, user: Supervisor, e: EditsDep
 ) -> list[IntervalOut]:
     comment = require_comment(body.comment, "revert this change")
     asset = _asset(e.mes, path)
@@ -177,10 +212,13 @@ def revert_interval(
     if not entries or not e.mes.service.is_bound(asset):
         raise HTTPException(404, f"no audited change of the state interval {entity_id}")
     last = entries[0]
-    if last.after is None or last.before is None or "intervals" in last.before:
+    if last.action == ADDED:
+        return _remove_added(e, user, asset, start_ms, last, comment)
+    before, after = last.before, last.after
+    if last.action == ADDED_REVERTED or after is None or before is None or "intervals" in before:
         raise HTTPException(422, f"audit entry {last.id} ({last.action}) cannot be reverted")
-    parts = last.after.get("intervals", [last.after])
-    previous = last.before.get("reason_id")
+    parts = after.get("intervals", [after])
+    previous = before.get("reason_id")
 
     def undo(builder: IntervalBuilder) -> IntervalChanges:
         # Under the service's lock: the parts must still be as the entry left them.
@@ -201,5 +239,112 @@ def revert_interval(
     note = f"{comment} (reverts audit entry {last.id}, {last.action})"
     hook = _audited(e, user, "state_interval.reverted", entity_id, note)
     with conflicts_as_409():
-        changes = e.mes.service.edit_intervals(asset, undo, hook)
+        changes = e.mes.service.edit_intervals(asset, undo, hook, since_ms=start_ms)
+    return _out(e, asset, changes.added)
+
+
+# -- add a missed stop ------------------------------------------------------------------------
+
+ADDED = "state_interval.added"
+#: The revert of an added state; not revertible itself (add the state again instead).
+ADDED_REVERTED = "state_interval.added_reverted"
+
+
+def _state_code(e: Edits, asset: AssetPath, state: int | str) -> int:
+    definitions = e.mes.service.plant.state_maps[asset].definitions
+    text = str(state).strip()
+    if text.lstrip("-").isdigit() and int(text) in definitions:
+        return int(text)
+    for code, definition in definitions.items():
+        if definition.name.casefold() == text.casefold():
+            return code
+    known = ", ".join(f"{c} {d.name}" for c, d in sorted(definitions.items()))
+    raise HTTPException(422, f"state: {state!r} is not a state of {asset} (known: {known})")
+
+
+@router.post(
+    "/{path:path}/states",
+    response_model=list[IntervalOut],
+    status_code=201,
+    summary="Add a state by hand over a period, e.g. a missed stop (supervisor)",
+    responses={409: {"description": "Overlaps another added state or covers a manual split"}},
+)
+def add_state(
+    request: Request, path: str, body: AddStateIn, user: Supervisor, e: EditsDep
+) -> list[IntervalOut]:
+    comment = require_comment(body.comment, "add this state")
+    asset = _asset(e.mes, path)
+    service = e.mes.service
+    if not service.is_bound(asset):
+        raise HTTPException(404, f"{asset} has no state tag")
+    start_ms, end_ms = e.period(body.start, body.end)
+    code = _state_code(e, asset, body.state)
+    definition = service.plant.state_maps[asset].resolve(code)
+    reason = body.reason
+    if reason is not None:
+        if reason not in service.plant.reasons:
+            raise HTTPException(422, f"reason: unknown reason {reason!r}")
+        if definition.type is StateType.RUNNING:
+            raise HTTPException(422, "reason: reasons apply to stops; this state is running")
+    added = StateOverride(start_ms, end_ms, code)
+    now = e.mes.now_ms()
+
+    def store(connection: Transaction) -> None:
+        service.edit_repository.insert_added_state(
+            connection, asset, added, reason, user.username, now
+        )
+
+    def add(builder: IntervalBuilder) -> IntervalChanges:
+        changes = builder.add_override(added)
+        if reason is None or reason == definition.default_reason:
+            return changes
+        try:
+            return changes.then(builder.assign_reason(start_ms, reason))
+        except DomainError:
+            builder.remove_override(start_ms)  # nothing is written: memory stays as stored
+            raise
+
+    entity_id = f"{asset}@{start_ms}"
+    hook = _audited(e, user, ADDED, entity_id, comment, also=store)
+    with conflicts_as_409():
+        changes = service.edit_intervals(asset, add, hook, since_ms=start_ms)
+    return _out(e, asset, changes.added)
+
+
+def _remove_added(
+    e: Edits, user: User, asset: AssetPath, start_ms: int, last: AuditEntry, comment: str
+) -> list[IntervalOut]:
+    """Revert an added state: the PLC's intervals show again, with the reasons they had."""
+    service = e.mes.service
+    covered = last.before or {}
+    reasons = {
+        (iv["start_ms"], iv["code"]): iv["reason_id"]
+        for iv in covered.get("intervals", [covered] if covered else [])
+    }
+
+    def undo(builder: IntervalBuilder) -> IntervalChanges:
+        found = builder.override_at(start_ms)
+        if found is None or found.start_ms != start_ms:
+            raise DomainError(
+                f"no state added by hand starts at {start_ms} any more; nothing was reverted"
+            )
+        changes = builder.remove_override(start_ms)
+        for (start, code), reason_id in sorted(reasons.items()):
+            now = builder.interval_at(start)
+            if (
+                now is not None
+                and (now.start_ms, now.code) == (start, code)
+                and now.reason_id != reason_id
+                and now.state_type is not StateType.RUNNING
+            ):
+                changes = changes.then(builder.assign_reason(start, reason_id))
+        return changes
+
+    def delete(connection: Transaction) -> None:
+        service.edit_repository.delete_added_state(connection, asset, start_ms)
+
+    note = f"{comment} (reverts audit entry {last.id}, {last.action})"
+    hook = _audited(e, user, ADDED_REVERTED, f"{asset}@{start_ms}", note, also=delete)
+    with conflicts_as_409():
+        changes = service.edit_intervals(asset, undo, hook, since_ms=start_ms)
     return _out(e, asset, changes.added)

@@ -58,20 +58,17 @@ def patch_user(request: Request, username: str, body: UserPatchIn, admin: Admin)
     if service.repository.get_user(username) is None:
         raise HTTPException(404, f"no user {username!r}")
     try:
-        role = Role.parse(body.role) if body.role is not None else None
-        user: User | None = None
-        if role is not None:
-            user = service.set_role(admin.username, username, role, body.comment)
-        if body.disabled is not None:
-            user = service.set_disabled(admin.username, username, body.disabled, body.comment)
-        if body.password is not None:
-            user = service.change_password(
-                admin.username, username, body.password.get_secret_value(), body.comment
-            )
+        # Checked as a whole and applied in one transaction: a refused part changes nothing.
+        user = service.update_user(
+            admin.username,
+            username,
+            role=Role.parse(body.role) if body.role is not None else None,
+            disabled=body.disabled,
+            password=body.password.get_secret_value() if body.password is not None else None,
+            comment=body.comment,
+        )
     except DomainError as exc:
         raise HTTPException(422, str(exc)) from exc
-    if user is None:
-        raise HTTPException(422, "nothing to change: give role, disabled or password")
     return user_out(user)
 
 

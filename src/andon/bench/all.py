@@ -56,7 +56,10 @@ def bench_steps(postgres_url: str | None, *, quick: bool = False) -> list[BenchS
     except ImportError:
         pass
     else:
-        steps.append(BenchStep("failover", "andon.bench.failover", "run_failover", {}))
+        steps.append(
+            BenchStep("failover", "andon.bench.failover", "run_failover",
+                      {"trials": 2 if quick else 5})
+        )  # fmt: skip
     return steps
 
 
@@ -72,10 +75,17 @@ def run_all(
         options = dict(step.options)
         if step.name == "latency" and capacity is not None:
             options["capacity"] = capacity
-        run = getattr(importlib.import_module(step.module), step.function)
         try:
+            run = getattr(importlib.import_module(step.module), step.function)
             found: list[Figure] = run(progress=progress, **options)
-        except (OSError, RuntimeError, TimeoutError, ValueError, AssertionError) as exc:
+        except (
+            ImportError,
+            OSError,
+            RuntimeError,
+            TimeoutError,
+            ValueError,
+            AssertionError,
+        ) as exc:
             figures.append(
                 Figure(step.name, "failed", float("nan"), "", met=False,
                        conditions={"error": str(exc).splitlines()[0][:300], **options})

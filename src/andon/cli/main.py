@@ -12,6 +12,9 @@ from typing import Annotated, Any
 
 import typer
 
+from andon.cli.cluster import cluster_app
+from andon.cli.outbox import outbox_app
+
 __all__ = ["app", "main"]
 
 app = typer.Typer(
@@ -29,6 +32,8 @@ user_app = typer.Typer(help="Users, roles and API tokens.", no_args_is_help=True
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(bench_app, name="bench")
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(outbox_app, name="outbox")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file", exists=True)
@@ -42,6 +47,8 @@ def _logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # asyncua logs every request and notification at INFO: only its warnings by default.
+    logging.getLogger("asyncua").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _fail(message: str) -> None:
@@ -74,14 +81,33 @@ def demo(
     duration: Annotated[
         float | None, typer.Option(help="Stop by itself after this many seconds")
     ] = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="simulator: the edges simulate the plant; opcua: they read it from an OPC UA "
+            "server serving the same simulated plant"
+        ),
+    ] = "simulator",
+    opcua_port: Annotated[
+        int, typer.Option(help="Port of the plant's OPC UA server (--source opcua)")
+    ] = 4840,
     verbose: VerboseOption = False,
 ) -> None:
     """Run everything on one box: embedded broker, server on SQLite, simulated plant, web UI."""
     _logging(verbose)
-    from andon.demo import DemoPlant
+    from andon.demo import DEMO_SOURCES, DemoPlant
 
+    if source not in DEMO_SOURCES:
+        _fail(f"--source must be {' or '.join(DEMO_SOURCES)}, not {source!r}")
+        return
     try:
-        plant = DemoPlant(directory, http_port=http_port, mqtt_port=mqtt_port)
+        plant = DemoPlant(
+            directory,
+            http_port=http_port,
+            mqtt_port=mqtt_port,
+            source="opcua" if source == "opcua" else "simulator",
+            opcua_port=opcua_port,
+        )
         plant.start()
     except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
         _fail(str(exc))
@@ -95,7 +121,8 @@ def demo(
         f"{logins}"
         f"  (passwords kept in {plant.credentials_path.resolve()})\n"
         f"  MQTT broker    : mqtt://127.0.0.1:{mqtt_port}  (Sparkplug B, any client)\n"
-        f"  data           : {directory.resolve()}\n"
+        + (f"  plant (OPC UA) : {plant.plc.endpoint}\n" if plant.plc is not None else "")
+        + f"  data           : {directory.resolve()}\n"
         f"Press Ctrl-C to stop."
     )
     try:
@@ -473,7 +500,8 @@ def bench_all(
     quick: Annotated[bool, typer.Option(help="Seconds instead of minutes: a smoke run")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Every benchmark in turn (under 15 minutes): replay, ingest, query, latency, scale."""
+    """Every benchmark in turn (under 15 minutes): replay, ingest, query, latency, scale,
+    failover."""
     from andon.bench.all import run_all
 
     _run_bench(run_all, as_json, postgres_url=postgres, quick=quick)
@@ -534,6 +562,23 @@ def bench_scale(
         seconds=seconds,
         warmup=warmup,
     )
+
+
+@bench_app.command("failover")
+def bench_failover(
+    trials: Annotated[int, typer.Option(help="kill -9 trials")] = 10,
+    database: Annotated[
+        str | None,
+        typer.Option(help="Database URL, historian and arbiter (default: a new SQLite file)"),
+    ] = None,
+    broker: Annotated[str, typer.Option(help="nats (embedded) or mosquitto")] = "nats",
+    as_json: JsonOption = False,
+) -> None:
+    """Kill -9 the active node of a redundant pair under a steady stream: time to active,
+    values lost and duplicated (default lease timings)."""
+    from andon.bench.failover import run_failover
+
+    _run_bench(run_failover, as_json, trials=trials, database_url=database, broker=broker)
 
 
 def main() -> None:

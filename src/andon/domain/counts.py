@@ -8,26 +8,45 @@ delta implied by a wrap, ``counter_max - prev + 1 + curr``, is below ``wrap_wind
 quarter of the range) it is a wrap, otherwise a reset and the delta is ``curr``. The only wrong
 answer is a reset while the counter was within ``wrap_window`` of its maximum; the error is then
 ``counter_max - prev + 1`` units at most.
+
+Implausible jumps (``CountSeries(max_units_per_ms=...)``): a counter that jumps by more than the
+asset could ever make in the time between two samples -- a PLC or simulator restarted with
+another counter value, a replaced device, a counter rewritten by hand -- would add thousands of
+phantom units and push performance far past 100 %. Such a delta counts as 0 units (the new value
+is the new baseline) and carries the units it was not believed for in ``dropped``, so the
+service can log it. The bound is ``max_units_per_ms * elapsed + IMPLAUSIBLE_SLACK``, the elapsed
+time counted from the counter's last change (a batch counter standing still for an hour and then
+jumping is fine); the caller gives the fastest ideal rate of the asset with a generous factor.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
+from typing import Protocol
 
 from andon.domain.assets import AssetPath
 from andon.domain.errors import DomainError
 
 __all__ = [
+    "IMPLAUSIBLE_SLACK",
     "CountChanges",
     "CountDelta",
+    "CountRecord",
     "CountSeries",
     "CounterSample",
     "ProducedCount",
     "ProductionCounts",
     "counter_delta",
 ]
+
+
+#: Units a delta may exceed the rate bound by: samples a few ms apart still carry whole units.
+IMPLAUSIBLE_SLACK = 10
+#: How many unchanged readings back the bound looks for the counter's last change.
+_UNCHANGED_LOOKBACK = 10_000
 
 
 def counter_delta(prev: int, curr: int, counter_max: int, wrap_window: int | None = None) -> int:
@@ -58,6 +77,8 @@ class CountDelta:
     start_ms: int
     end_ms: int
     delta: int
+    #: Units the counter moved by but that were not believed (an implausible jump; delta is 0).
+    dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +90,18 @@ class CountChanges:
 class CountSeries:
     """Deltas of one counter; samples may arrive in any order and any number of times."""
 
-    def __init__(self, counter_max: int, wrap_window: int | None = None) -> None:
+    def __init__(
+        self,
+        counter_max: int,
+        wrap_window: int | None = None,
+        *,
+        max_units_per_ms: Fraction | None = None,
+    ) -> None:
         if counter_max <= 0:
             raise DomainError(f"counter_max must be positive, got {counter_max}")
         self._max = counter_max
         self._window = wrap_window
+        self._max_rate = max_units_per_ms
         self._values: dict[int, int] = {}
         self._ts: list[int] = []
 
@@ -82,9 +110,25 @@ class CountSeries:
         return tuple(self._delta(a, b) for a, b in zip(self._ts, self._ts[1:], strict=False))
 
     def _delta(self, a: int, b: int) -> CountDelta:
-        return CountDelta(
-            a, b, counter_delta(self._values[a], self._values[b], self._max, self._window)
-        )
+        delta = counter_delta(self._values[a], self._values[b], self._max, self._window)
+        if self._max_rate is None or delta <= self._max_rate * (b - a) + IMPLAUSIBLE_SLACK:
+            return CountDelta(a, b, delta)
+        # The counter may have been standing at this value long before ``a`` (republished
+        # unchanged, e.g. in a birth after a reconnect): the production took place since it
+        # last changed, so that is the time the bound allows for.
+        since = self._unchanged_since(a)
+        if delta <= self._max_rate * (b - since) + IMPLAUSIBLE_SLACK:
+            return CountDelta(a, b, delta)
+        return CountDelta(a, b, 0, dropped=delta)
+
+    def _unchanged_since(self, ts: int) -> int:
+        """The earliest sample time from which the counter read what it reads at ``ts``."""
+        i = bisect_left(self._ts, ts)
+        value = self._values[ts]
+        stop = max(0, i - _UNCHANGED_LOOKBACK)
+        while i > stop and self._values[self._ts[i - 1]] == value:
+            i -= 1
+        return self._ts[i]
 
     def apply(self, samples: Iterable[CounterSample]) -> CountChanges:
         """Add samples; returns the deltas that disappeared and appeared. A sample contradicting
@@ -119,6 +163,17 @@ class CountSeries:
             if after is not None:
                 added.append(self._delta(ts, after))
         return CountChanges(tuple(removed), tuple(added))
+
+    def __len__(self) -> int:
+        return len(self._ts)
+
+    def prune_before(self, ts_ms: int) -> None:
+        """Forget the values before the last one at or before ``ts_ms``: the deltas ending at
+        or after it stay as they are (the service then ignores older samples)."""
+        keep = max(bisect_right(self._ts, ts_ms) - 1, 0)
+        for t in self._ts[:keep]:
+            del self._values[t]
+        del self._ts[:keep]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +216,25 @@ class ProductionCounts:
                 raise DomainError(f"outfeed {outfeed} exceeds infeed {infeed}")
             return cls(infeed, outfeed, infeed - outfeed)
         return cls(infeed, outfeed, waste)
+
+
+class CountRecord(Protocol):
+    """What OEE and rollups read of a count: a ``ProducedCount`` or a signed correction."""
+
+    @property
+    def asset(self) -> AssetPath: ...
+
+    @property
+    def ts_ms(self) -> int: ...
+
+    @property
+    def total(self) -> int: ...
+
+    @property
+    def reject(self) -> int: ...
+
+    @property
+    def startup(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,16 @@ that contains that instant and still has the same code; so it survives when the 
 unchanged (the usual case), when late data moves its start or its end, or when it is split. If no
 such interval exists any more (the state at that instant turned out to be different), the reason is
 dropped and reported in ``IntervalChanges.dropped_reasons`` so the service can audit it.
+
+Added states (``add_override``, a stop patched in by hand): over [start, end) the given code
+replaces the PLC's, whatever arrives later; both ends always start an interval, so the derived
+intervals it covers are replaced and one it covers in part is cut at its edges (the part before
+keeps its start and reason, the part after starts at ``end`` with its state's default reason). The
+PLC codes underneath are kept, so removing the added state gives back what the PLC said. Added
+states never overlap each other, and one is not added over a manual split (revert that first).
+
+Memory: ``prune_before`` forgets what lies before the interval containing an instant (the
+service keeps a horizon for late data); ``intervals`` then start at that interval.
 """
 
 from __future__ import annotations
@@ -26,7 +36,14 @@ from andon.domain.assets import AssetPath
 from andon.domain.errors import DomainError
 from andon.domain.states import PRODUCTION, Mode, StateMap, StateType
 
-__all__ = ["IntervalBuilder", "IntervalChanges", "ModeSample", "StateInterval", "StateSample"]
+__all__ = [
+    "IntervalBuilder",
+    "IntervalChanges",
+    "ModeSample",
+    "StateInterval",
+    "StateOverride",
+    "StateSample",
+]
 
 V = TypeVar("V")
 
@@ -62,6 +79,22 @@ class StateInterval:
 
 
 @dataclass(frozen=True, slots=True)
+class StateOverride:
+    """A state added by hand over [start_ms, end_ms): ``code`` replaces the PLC's there."""
+
+    start_ms: int
+    end_ms: int
+    code: int
+
+    def __post_init__(self) -> None:
+        if self.end_ms <= self.start_ms:
+            raise DomainError(f"an added state must end after it starts ({self.start_ms})")
+
+    def overlaps(self, start_ms: int, end_ms: int) -> bool:
+        return self.start_ms < end_ms and start_ms < self.end_ms
+
+
+@dataclass(frozen=True, slots=True)
 class IntervalChanges:
     """What a service must persist: delete ``removed`` (by asset + start_ms), insert ``added``.
     An interval that only changed its end or reason appears in both."""
@@ -73,6 +106,17 @@ class IntervalChanges:
     @property
     def is_empty(self) -> bool:
         return not (self.removed or self.added or self.dropped_reasons)
+
+    def then(self, later: IntervalChanges) -> IntervalChanges:
+        """The net change of this one followed by ``later``: a record added then removed never
+        existed, one removed then added back is unchanged."""
+        removed = [iv for iv in self.removed if iv not in later.added]
+        removed += [iv for iv in later.removed if iv not in self.added]
+        added = [iv for iv in self.added if iv not in later.removed]
+        added += [iv for iv in later.added if iv not in self.removed]
+        return IntervalChanges(
+            tuple(removed), tuple(added), self.dropped_reasons + later.dropped_reasons
+        )
 
 
 class IntervalBuilder:
@@ -91,6 +135,10 @@ class IntervalBuilder:
         self._splits: set[int] = set()
         self._split_ts: list[int] = []
         self._reasons: dict[int, str] = {}  # interval start -> reason assigned by a user
+        self._overrides: dict[int, StateOverride] = {}  # by start
+        self._override_ts: list[int] = []  # starts, sorted
+        self._edges: set[int] = set()  # starts and ends of the overrides
+        self._edge_ts: list[int] = []
         self._intervals: list[StateInterval] = []
         self._starts: list[int] = []
 
@@ -110,6 +158,30 @@ class IntervalBuilder:
         i = max(bisect_right(self._starts, start_ms) - 1, 0)
         j = bisect_left(self._starts, end_ms)
         return tuple(iv for iv in self._intervals[i:j] if iv.end_ms is None or iv.end_ms > start_ms)
+
+    @property
+    def overrides(self) -> tuple[StateOverride, ...]:
+        return tuple(self._overrides[s] for s in self._override_ts)
+
+    def override_at(self, ts_ms: int) -> StateOverride | None:
+        i = bisect_right(self._override_ts, ts_ms) - 1
+        if i >= 0:
+            found = self._overrides[self._override_ts[i]]
+            if ts_ms < found.end_ms:
+                return found
+        return None
+
+    @property
+    def splits(self) -> tuple[int, ...]:
+        return tuple(self._split_ts)
+
+    @property
+    def memory_size(self) -> int:
+        """How many things the builder holds (samples, edits, intervals): what pruning bounds."""
+        return (
+            len(self._code_ts) + len(self._mode_ts) + len(self._split_ts) + len(self._reasons)
+            + len(self._override_ts) + len(self._intervals)
+        )  # fmt: skip
 
     # -- input -----------------------------------------------------------------------------
     def apply(
@@ -154,9 +226,11 @@ class IntervalBuilder:
         self._splits.add(at_ms)
         self._split_ts.insert(bisect_left(self._split_ts, at_ms), at_ms)
         reason = self._reasons.get(current.start_ms)
-        if reason is not None:
-            self._reasons[at_ms] = reason
-        return self._rederive(at_ms)
+        changes = self._rederive(at_ms)
+        # Only now: a re-derivation drops user reasons of starts it did not have before.
+        if reason is not None and current.state_type is not StateType.RUNNING:
+            changes = changes.then(self.assign_reason(at_ms, reason))
+        return changes
 
     def merge(self, at_ms: int) -> IntervalChanges:
         """Undo the manual split at ``at_ms``: the two parts are one interval again (with the
@@ -168,7 +242,71 @@ class IntervalBuilder:
         self._reasons.pop(at_ms, None)
         return self._rederive(at_ms)
 
+    def add_override(self, override: StateOverride) -> IntervalChanges:
+        """Add a state by hand over [start, end) (see the module's rules)."""
+        start, end = override.start_ms, override.end_ms
+        for other in self._overrides.values():
+            if other.overlaps(start, end):
+                raise DomainError(
+                    f"{self.asset}: overlaps the state added by hand from {other.start_ms} "
+                    f"to {other.end_ms}; revert that one first"
+                )
+        first = bisect_right(self._split_ts, start)
+        if first < bisect_left(self._split_ts, end):
+            raise DomainError(
+                f"{self.asset}: the interval split by hand at {self._split_ts[first]} lies "
+                "inside; revert that split first"
+            )
+        self._overrides[start] = override
+        self._override_ts.insert(bisect_left(self._override_ts, start), start)
+        self._set_edges()
+        return self._rederive(start)
+
+    def remove_override(self, start_ms: int) -> IntervalChanges:
+        """Take back the state added at ``start_ms``: the PLC's codes show again."""
+        if start_ms not in self._overrides:
+            raise DomainError(f"{self.asset}: no state was added by hand at {start_ms}")
+        del self._overrides[start_ms]
+        self._override_ts.remove(start_ms)
+        self._set_edges()
+        self._reasons.pop(start_ms, None)
+        return self._rederive(start_ms)
+
+    def _set_edges(self) -> None:
+        self._edges = {t for o in self._overrides.values() for t in (o.start_ms, o.end_ms)}
+        self._edge_ts = sorted(self._edges)
+
+    def prune_before(self, ts_ms: int) -> int | None:
+        """Forget what lies before the interval that contains ``ts_ms`` (kept, as is everything
+        after it); returns the start of the first interval kept, None if nothing was pruned.
+        The derivation from there on is unchanged: the code and mode in force at that start are
+        kept, and so is any added state reaching over it."""
+        i = bisect_right(self._starts, ts_ms) - 1
+        if i <= 0:
+            return None
+        floor = self._starts[i]
+        del self._intervals[:i]
+        del self._starts[:i]
+        for values, order in ((self._codes, self._code_ts), (self._modes, self._mode_ts)):
+            keep = max(bisect_right(order, floor) - 1, 0)
+            for t in order[:keep]:
+                del values[t]
+            del order[:keep]
+        drop = bisect_left(self._split_ts, floor)
+        self._splits.difference_update(self._split_ts[:drop])
+        del self._split_ts[:drop]
+        self._reasons = {s: r for s, r in self._reasons.items() if s >= floor}
+        for start in [s for s, o in self._overrides.items() if o.end_ms <= floor]:
+            del self._overrides[start]
+            self._override_ts.remove(start)
+        self._set_edges()
+        return floor
+
     # -- derivation ------------------------------------------------------------------------
+    def _code_at(self, ts_ms: int, plc_code: int | None) -> int | None:
+        override = self.override_at(ts_ms)
+        return plc_code if override is None else override.code
+
     def _make(self, start: int, end: int | None, code: int, mode: Mode) -> StateInterval:
         definition = self._map.resolve(code)
         reason = self._reasons.get(start, definition.default_reason)
@@ -214,24 +352,27 @@ class IntervalBuilder:
     def _spans_from(self, begin: int) -> Iterator[tuple[int, int | None, int, Mode]]:
         ci = bisect_right(self._code_ts, begin) - 1
         mi = bisect_right(self._mode_ts, begin) - 1
-        code = self._codes[self._code_ts[ci]] if ci >= 0 else None
+        plc = self._codes[self._code_ts[ci]] if ci >= 0 else None
+        code = self._code_at(begin, plc)
         mode = self._modes[self._mode_ts[mi]] if mi >= 0 else self._default_mode
         start = begin
         instants = heapq.merge(
             self._code_ts[ci + 1 :],
             self._mode_ts[mi + 1 :],
             self._split_ts[bisect_right(self._split_ts, begin) :],
+            self._edge_ts[bisect_right(self._edge_ts, begin) :],
         )
         previous: int | None = None
         for t in instants:
             if t == previous:
                 continue
             previous = t
-            new_code = self._codes.get(t, code)
+            plc = self._codes.get(t, plc)
+            new_code = self._code_at(t, plc) if self._edges else plc
             new_mode = self._modes.get(t, mode)
             if code is None:
                 start = t
-            elif new_code != code or new_mode != mode or t in self._splits:
+            elif new_code != code or new_mode != mode or t in self._splits or t in self._edges:
                 yield start, t, code, mode
                 start = t
             code, mode = new_code, new_mode

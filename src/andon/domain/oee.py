@@ -23,16 +23,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from fractions import Fraction
 from itertools import pairwise
+from operator import attrgetter
 
 from andon.domain.assets import AssetPath
 from andon.domain.calendar import ShiftInstance
-from andon.domain.counts import ProducedCount
+from andon.domain.counts import CountRecord
 from andon.domain.errors import DomainError
 from andon.domain.intervals import StateInterval
 from andon.domain.states import StateType, accounted_type
 
 __all__ = [
     "DEFAULT_SMALL_STOP_MS",
+    "SUMMED_FIELDS",
     "UNASSIGNED_REASON",
     "CalendarSegment",
     "CycleTimeLookup",
@@ -99,14 +101,13 @@ class TimeAccount:
     def __add__(self, other: TimeAccount) -> TimeAccount:
         if not isinstance(other, TimeAccount):
             return NotImplemented
-        values = {
-            f.name: getattr(self, f.name) + getattr(other, f.name)
-            for f in fields(self)
-            if f.name != "loss_by_reason"
-        }
-        return TimeAccount(
-            **values, loss_by_reason=_merge_reasons(self.loss_by_reason, other.loss_by_reason)
-        )
+        # Positional, from a getter built once: sums of accounts run for every count and
+        # every trend bucket, and building keyword dicts from fields() dominated profiles.
+        summed = map(int.__add__, _summed_values(self), _summed_values(other))
+        if not other.loss_by_reason:
+            return TimeAccount(*summed, self.loss_by_reason)  # type: ignore[arg-type, call-arg]
+        merged = _merge_reasons(self.loss_by_reason, other.loss_by_reason)
+        return TimeAccount(*summed, merged)  # type: ignore[arg-type, call-arg]
 
     def __radd__(self, other: object) -> TimeAccount:
         if other == 0:  # so that sum(accounts) works without a start value
@@ -114,10 +115,9 @@ class TimeAccount:
         return NotImplemented
 
     def __neg__(self) -> TimeAccount:
-        values = {
-            f.name: -getattr(self, f.name) for f in fields(self) if f.name != "loss_by_reason"
-        }
-        return TimeAccount(**values, loss_by_reason=tuple((k, -v) for k, v in self.loss_by_reason))
+        negated = (-v for v in _summed_values(self))
+        reasons = tuple((k, -v) for k, v in self.loss_by_reason)
+        return TimeAccount(*negated, reasons)  # type: ignore[call-arg]
 
     def __sub__(self, other: TimeAccount) -> TimeAccount:
         return self + (-other)
@@ -190,6 +190,11 @@ class TimeAccount:
     @property
     def mttr_ms(self) -> float | None:
         return _ratio(self.unplanned_downtime_ms, self.failures)
+
+
+#: Every numeric field of ``TimeAccount`` in declaration order (all but the reasons, last).
+SUMMED_FIELDS = tuple(f.name for f in fields(TimeAccount) if f.name != "loss_by_reason")
+_summed_values = attrgetter(*SUMMED_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +282,7 @@ def interval_contribution(
     )
 
 
-def count_contribution(count: ProducedCount, cycle_ms: Fraction | None) -> TimeAccount:
+def count_contribution(count: CountRecord, cycle_ms: Fraction | None) -> TimeAccount:
     """What one count record adds; ideal time is rounded to the µs per record, so sums stay
     exact integers whichever way records are grouped."""
     startup_rejects = count.reject if count.startup else 0
@@ -301,7 +306,7 @@ def count_contribution(count: ProducedCount, cycle_ms: Fraction | None) -> TimeA
 
 def account_for(
     intervals: Iterable[StateInterval],
-    counts: Iterable[ProducedCount],
+    counts: Iterable[CountRecord],
     start_ms: int,
     end_ms: int,
     *,
@@ -336,7 +341,7 @@ def account_for(
 def split_by(
     boundaries: Sequence[int],
     intervals: Iterable[StateInterval],
-    counts: Iterable[ProducedCount],
+    counts: Iterable[CountRecord],
     *,
     shifts: Sequence[ShiftInstance] | None = None,
     ideal_cycle_ms: CycleTimeLookup | None = None,

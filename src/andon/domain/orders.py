@@ -80,6 +80,11 @@ class IdealRates:
         rate = self._rates.get((item_id, asset))
         return None if rate is None else rate.cycle_time_ms
 
+    def fastest_units_per_ms(self, asset: AssetPath) -> Fraction | None:
+        """The highest ideal rate of any item on ``asset`` (units/ms), None without rates."""
+        cycles = [r.cycle_time_ms for (_, a), r in self._rates.items() if a == asset]
+        return 1 / min(cycles) if cycles else None
+
 
 class OrderState(enum.Enum):
     PLANNED = "planned"

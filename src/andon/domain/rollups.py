@@ -26,11 +26,12 @@ from zoneinfo import ZoneInfo
 
 from andon.domain.assets import AssetPath
 from andon.domain.calendar import HOUR_MS, ShiftCalendar, ShiftInstance, hour_bucket_start
-from andon.domain.counts import ProducedCount
+from andon.domain.counts import CountRecord
 from andon.domain.errors import DomainError
 from andon.domain.intervals import IntervalChanges, StateInterval
 from andon.domain.oee import (
     DEFAULT_SMALL_STOP_MS,
+    SUMMED_FIELDS,
     CycleTimeLookup,
     TimeAccount,
     calendar_segments,
@@ -90,7 +91,7 @@ class RollupBuilder:
         return frozenset(touched)
 
     def apply_counts(
-        self, removed: Iterable[ProducedCount] = (), added: Iterable[ProducedCount] = ()
+        self, removed: Iterable[CountRecord] = (), added: Iterable[CountRecord] = ()
     ) -> frozenset[RollupKey]:
         touched: set[RollupKey] = set()
         for sign, counts in ((-1, removed), (1, added)):
@@ -103,6 +104,28 @@ class RollupBuilder:
                 part = count_contribution(count, cycle)
                 for key in self._count_buckets(count):
                     self._add(key, part if sign > 0 else -part)
+                    touched.add(key)
+        return frozenset(touched)
+
+    def apply_count_groups(
+        self,
+        removed: Iterable[tuple[CountRecord, int]] = (),
+        added: Iterable[tuple[CountRecord, int]] = (),
+    ) -> frozenset[RollupKey]:
+        """``apply_counts`` for ``(record, times)`` pairs: ``times`` equal records at once. Equal
+        records (same bucket, cycle time, total, reject, startup) contribute equal accounts, so
+        this is exactly ``apply_counts`` over each record repeated ``times`` times."""
+        touched: set[RollupKey] = set()
+        for sign, groups in ((-1, removed), (1, added)):
+            for count, times in groups:
+                cycle = (
+                    None
+                    if self._ideal_cycle_ms is None
+                    else self._ideal_cycle_ms(count.asset, count.ts_ms)
+                )
+                part = _times(count_contribution(count, cycle), sign * times)
+                for key in self._count_buckets(count):
+                    self._add(key, part)
                     touched.add(key)
         return frozenset(touched)
 
@@ -146,7 +169,7 @@ class RollupBuilder:
             for shift in calendar.shifts_between(start_ms, end_ms):
                 yield self._shift_key(asset, shift), (shift,)
 
-    def _count_buckets(self, count: ProducedCount) -> Iterator[RollupKey]:
+    def _count_buckets(self, count: CountRecord) -> Iterator[RollupKey]:
         yield self._hour_key(count.asset, count.ts_ms, self._zone_for(count.asset))
         calendar = self._calendar_for(count.asset)
         if calendar is not None:
@@ -185,3 +208,9 @@ class RollupBuilder:
             shifts = () if calendar is None else calendar.shifts_between(start_ms, end_ms)
             span = sum(s.duration_ms for s in shifts if start_ms <= s.start_ms < end_ms)
         return replace(account, no_data_ms=span - account.all_time_ms)
+
+
+def _times(account: TimeAccount, factor: int) -> TimeAccount:
+    """``account`` added ``factor`` times (a count's account has no loss by reason)."""
+    values = (getattr(account, name) * factor for name in SUMMED_FIELDS)
+    return TimeAccount(*values)

@@ -5,6 +5,8 @@ edits into a freshly seeded builder."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
@@ -31,12 +33,19 @@ __all__ = [
     "AssetState",
     "apply_counter_safely",
     "apply_safely",
+    "dropped_counter_jumps",
     "increments",
     "restore_edits",
     "to_int",
 ]
 
 log = logging.getLogger("andon.server.mes_service")
+#: How many times its fastest ideal rate a counter may appear to run before a jump is dropped.
+IMPLAUSIBLE_RATE_FACTOR = 3
+_DROPPED_LOG_EVERY_S = 60.0
+_dropped_lock = threading.Lock()
+_dropped_total: dict[tuple[str, str], int] = {}
+_dropped_logged: dict[tuple[str, str], float] = {}
 T = TypeVar("T")
 
 
@@ -44,13 +53,19 @@ class AssetState:
     def __init__(self, plant: PlantModel, asset: AssetPath) -> None:
         self.intervals = IntervalBuilder(asset, plant.state_maps[asset])
         maximum = plant.counter_max.get(asset, 2**32 - 1)
-        self.series = {role: CountSeries(maximum) for role in COUNTERS}
+        fastest = plant.rates.fastest_units_per_ms(asset)
+        # A jump beyond what the asset could make even at several times its fastest ideal
+        # rate is not production (a restarted or replaced counter): see domain.counts.
+        bound = None if fastest is None else fastest * IMPLAUSIBLE_RATE_FACTOR
+        self.series = {role: CountSeries(maximum, max_units_per_ms=bound) for role in COUNTERS}
         self.max = maximum
         self.bound: set[str] = set()
         self.deltas: dict[int, list[int | None]] = {}  # end ts -> [infeed, outfeed, waste]
         # Older samples are not derived: they would overlap what was stored before a restart.
         self.state_floor_ms: int | None = None
         self.counter_floor_ms: int | None = None
+        self.newest_ms: int | None = None  # newest sample seen: what the pruning horizon trails
+        self.pruned_to_ms: int | None = None
 
     def produced(self, asset: AssetPath, ts_ms: int) -> ProducedCount | None:
         triple = self.deltas.get(ts_ms)
@@ -147,7 +162,7 @@ def apply_counter_safely(
     if not values:
         return None
     try:
-        return series.apply(values)
+        return _report_dropped(series.apply(values), asset, role)
     except DomainError as exc:
         # A value contradicting a stored one at the same instant: the first one wins, as in
         # the history; the others of the batch still count.
@@ -162,7 +177,34 @@ def apply_counter_safely(
         removed.extend(part.removed)
         added.extend(part.added)
     gone, new = _net(removed, added)
-    return CountChanges(gone, new)
+    return _report_dropped(CountChanges(gone, new), asset, role)
+
+
+def _report_dropped(changes: CountChanges, asset: AssetPath, role: str) -> CountChanges:
+    dropped = [delta for delta in changes.added if delta.dropped]
+    if not dropped:
+        return changes
+    key = (str(asset), role)
+    with _dropped_lock:
+        _dropped_total[key] = _dropped_total.get(key, 0) + len(dropped)
+        now = time.monotonic()
+        due = now - _dropped_logged.get(key, -_DROPPED_LOG_EVERY_S) >= _DROPPED_LOG_EVERY_S
+        if due:
+            _dropped_logged[key] = now
+    if due:  # at most once a minute per counter: a flapping device must not flood the log
+        first = dropped[0]
+        log.warning(
+            "MES %s %s: the counter jumped by %d between %d and %d, faster than the asset "
+            "can produce; not counted (the new value is the new baseline; %d such jumps so far)",
+            asset, role, first.dropped, first.start_ms, first.end_ms, _dropped_total[key],
+        )  # fmt: skip
+    return changes
+
+
+def dropped_counter_jumps() -> dict[tuple[str, str], int]:
+    """Counter jumps not counted so far, per (asset, counter role): for metrics."""
+    with _dropped_lock:
+        return dict(_dropped_total)
 
 
 def increments(changes: MesChanges, scratch: RollupBuilder, touched: Iterable[RollupKey]) -> None:

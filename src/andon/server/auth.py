@@ -204,6 +204,43 @@ class UserService:
         log.info("user %s %s by %s", username, "disabled" if disabled else "enabled", actor)
         return user
 
+    def update_user(
+        self,
+        actor: str,
+        username: str,
+        *,
+        role: Role | None = None,
+        disabled: bool | None = None,
+        password: str | None = None,
+        comment: str = "",
+    ) -> User:
+        """Change role, disabled and password together: everything is checked first, then
+        applied in one transaction (each change audited), so a refused part changes nothing.
+        A new password ends every session and token of the user, as ``change_password``."""
+        if role is None and disabled is None and password is None:
+            raise DomainError("nothing to change: give role, disabled or password")
+        if disabled and actor == username:
+            raise DomainError("you cannot disable your own account")
+        if password is not None:
+            validate_password(password, username)
+        changes: list[tuple[str, dict[str, object]]] = []
+        if role is not None:
+            changes.append(("user.role_changed", {"role": role.value}))
+        if disabled is not None:
+            changes.append(
+                ("user.disabled" if disabled else "user.enabled", {"disabled": disabled})
+            )
+        if password is not None:
+            changes.append(
+                ("user.password_changed", {"password_hash": self.hashing.hash(password)})
+            )
+        user = self.repository.apply_changes(
+            username, changes, actor=actor, comment=comment, revoke_tokens=password is not None
+        )
+        self._forget_user(username)
+        log.info("user %s changed by %s: %s", username, actor, ", ".join(a for a, _ in changes))
+        return user
+
     def ensure_initial_admin(self, password: str) -> bool:
         """Create ``admin`` with ``password`` if there is no user at all (first container start)."""
         if self.repository.count_users() > 0:

@@ -32,8 +32,12 @@ class HostConnection:
         session: HostApplicationSession,
         on_message: Callable[[str, bytes], None],
         client_factory: BrokerClientFactory,
+        command_gate: Callable[[str], bool] | None = None,
     ) -> None:
         self.session = session
+        #: topic -> may it be published now; a cluster node sends NCMD/DCMD only to the edges
+        #: of the domains it leads (checklist R-14). None: everything may.
+        self.command_gate = command_gate
         self.session_lock = threading.Lock()
         self._session = session
         self._session_lock = self.session_lock
@@ -87,6 +91,9 @@ class HostConnection:
         """
         if not self._online.is_set():
             log.debug("not yet online; dropped %s", action.topic)
+            return
+        if self.command_gate is not None and not self.command_gate(action.topic):
+            log.debug("not the leader of the edge's domain; not sent: %s", action.topic)
             return
         self.client.publish(action.topic, action.payload, qos=action.qos, retain=action.retain)
 

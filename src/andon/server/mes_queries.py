@@ -13,6 +13,7 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from andon.domain import (
     AssetPath,
@@ -26,7 +27,7 @@ from andon.domain import (
     downtime_pareto,
     hour_bucket_start,
 )
-from andon.domain.calendar import HOUR_MS
+from andon.domain.calendar import HOUR_MS, utc_ms_to_local
 from andon.server.mes_service import MesService
 
 __all__ = ["Bucket", "MesQueries"]
@@ -60,6 +61,19 @@ class MesQueries:
     def now_ms(self) -> int:
         return self._clock()
 
+    def current_period(self, asset: AssetPath, now: int) -> tuple[int, int, str | None]:
+        """(start, end, shift key) of the shift running now, or the local day (key None) when
+        the site has no calendar or no shift at this moment: what "this shift" means."""
+        calendar = self.service.calendar_for(asset)
+        if calendar is not None:
+            for shift in calendar.shifts_between(now, now + 1):
+                if shift.start_ms <= now < shift.end_ms:
+                    return shift.start_ms, shift.end_ms, shift.key
+        local = utc_ms_to_local(now, self.service.zone_for(asset))
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        following = midnight + timedelta(days=1)  # wall-clock arithmetic: next local midnight
+        return int(midnight.timestamp() * 1000), int(following.timestamp() * 1000), None
+
     # -- assets -------------------------------------------------------------------------------
     def leaves(self, asset: AssetPath) -> list[AssetPath]:
         """The assets with states at or below ``asset``: the ones its figures are summed from."""
@@ -90,13 +104,17 @@ class MesQueries:
         return None if calendar is None else calendar.shifts_between(start_ms, end_ms)
 
     def _direct(self, asset: AssetPath, start_ms: int, end_ms: int) -> TimeAccount:
-        """From stored closed intervals and counts (the edges of a period)."""
+        """From stored closed intervals, counts and count corrections (the edges of a
+        period)."""
         if end_ms <= start_ms:
             return TimeAccount()
         closed = [iv for iv in self.repository.intervals(asset, start_ms, end_ms) if iv.end_ms]
         return account_for(
             closed,
-            self.repository.counts(asset, start_ms, end_ms),
+            [
+                *self.repository.counts(asset, start_ms, end_ms),
+                *self.service.edit_repository.corrections(asset, start_ms, end_ms),
+            ],
             start_ms,
             end_ms,
             shifts=self._shifts(asset, start_ms, end_ms),
@@ -227,13 +245,14 @@ class MesQueries:
         if calendar is None:
             return []
         now = self._clock()
+        stored = self.service.aggregates.rollups_by_start(
+            leaves, BucketKind.SHIFT.value, start_ms, end_ms
+        )  # every shift bucket of the period in one grouped query
         found = []
         for shift in calendar.shifts_between(start_ms, end_ms):
             if not start_ms <= shift.start_ms < end_ms:
                 continue
-            account = self.repository.rollup_total(
-                leaves, BucketKind.SHIFT.value, shift.start_ms, shift.start_ms + 1
-            )
+            account = stored.get(shift.start_ms, TimeAccount())
             for leaf in leaves:
                 account += self._open_part(leaf, shift.start_ms, shift.end_ms, now)
             span = shift.duration_ms * len(leaves)

@@ -11,9 +11,11 @@ follow each other in the writer's queue) give exactly the missing changes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable
 
-from andon.server.mes_service import MesService
+from andon.domain import AssetPath
+from andon.server._mes_window import paged_history as _history
+from andon.server.mes_service import DEFAULT_HORIZON_MS, MesService
 from andon.storage.store import HistorianStore
 from andon.storage.types import Sample
 
@@ -21,37 +23,36 @@ __all__ = ["DEFAULT_SEED_HORIZON_MS", "recover"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SEED_HORIZON_MS = 7 * 86_400_000
+DEFAULT_SEED_HORIZON_MS = DEFAULT_HORIZON_MS
 _COUNTER_SEED_MS = 3_600_000
 _PAGE = 10_000
 _FAR = 2**62
-
-
-def _history(store: HistorianStore, tag: str, start_ms: int, end_ms: int) -> Iterator[Sample]:
-    while start_ms < end_ms:
-        page = store.history(tag, start_ms, end_ms, _PAGE)
-        yield from page
-        if len(page) < _PAGE:
-            return
-        start_ms = page[-1].ts_ms + 1
 
 
 def recover(
     service: MesService,
     store: HistorianStore,
     now_ms: int,
-    horizon_ms: int = DEFAULT_SEED_HORIZON_MS,
+    horizon_ms: int | None = None,
+    assets: Iterable[AssetPath] | None = None,
 ) -> int:
     """Seed the builders and derive what the history holds beyond them; returns the number of
-    samples replayed."""
+    samples replayed. ``horizon_ms`` defaults to the service's. ``assets``: only these (a
+    cluster node taking over one domain of control), with freshly emptied builders."""
+    horizon_ms = service.horizon_ms if horizon_ms is None else horizon_ms
+    only = None if assets is None else set(assets)
     by_asset: dict[object, dict[str, str]] = {}
     for tag, binding in service.plant.bindings.items():
         by_asset.setdefault(binding.asset, {})[binding.role] = tag
     replayed = 0
     for asset in service.plant.bound_assets:
+        if only is not None and asset not in only:
+            continue
         tags = by_asset.get(asset, {})
         stored = service.repository.intervals_since(asset, now_ms - horizon_ms)
-        service.seed(asset, stored)
+        since = stored[0].start_ms if stored else now_ms - horizon_ms
+        added = service.edit_repository.added_states(asset, since, _FAR)
+        service.seed(asset, stored, [a.override for a in added])
         state_from = stored[-1].start_ms if stored else -_FAR
         last_count = service.repository.last_count_ts(asset)
         counter_from = -_FAR

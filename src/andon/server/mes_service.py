@@ -11,24 +11,25 @@ Counters: the deltas of an asset's counters that end at the same instant form on
 ``ProducedCount`` (infeed = total, waste = reject; with outfeed + waste, total = their sum). The
 PLC updates them together, so that is the normal case; a waste delta that arrives alone is
 counted as made and rejected at that instant (total is never below reject).
+
+Memory (``andon.server._mes_window``): the builders keep ``horizon_ms`` of data behind the newest
+sample (never ahead of the clock); older samples are not derived (logged and counted). An edit of
+an older interval loads the stored records it needs first. Run changes: ``mes_run_changes``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
-from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from andon.domain import (
     DEFAULT_SMALL_STOP_MS,
     AssetPath,
     CounterSample,
-    DomainError,
-    IntervalBuilder,
-    IntervalChanges,
     Mode,
     ModeSample,
     ProducedCount,
@@ -38,6 +39,7 @@ from andon.domain import (
     RunBook,
     ShiftCalendar,
     StateInterval,
+    StateOverride,
     StateSample,
 )
 from andon.server._mes_derive import (
@@ -45,36 +47,46 @@ from andon.server._mes_derive import (
     apply_counter_safely,
     apply_safely,
     increments,
-    restore_edits,
     to_int,
 )
+from andon.server._mes_window import HistoryLookup, load_stored, prune, samples_under
+from andon.server.mes_limits import MesLimits
+from andon.server.mes_manual_edits import (
+    DerivedSink,
+    EditOutOfReachError,
+    IntervalHook,
+    ManualEdits,
+    MesUnavailableError,
+    Unsettled,
+)
+from andon.server.mes_run_changes import RunChanges
 from andon.server.plant_file import COUNTERS, PlantModel
-from andon.storage.audit import Transaction
 from andon.storage.mes import MesChanges, MesRepository, MesWrite
-from andon.storage.mes_runs import PlantRecords, RunHook, RunRepository
+from andon.storage.mes_aggregates import MesAggregates
+from andon.storage.mes_edits import MesEditRepository
+from andon.storage.mes_runs import PlantRecords, RunRepository
 from andon.storage.types import Sample
 
-__all__ = ["DerivedSink", "IntervalHook", "MesService", "MesUnavailableError"]
+__all__ = [
+    "DEFAULT_HORIZON_MS",
+    "DerivedSink",
+    "EditOutOfReachError",
+    "IntervalHook",
+    "MesService",
+    "MesUnavailableError",
+]
+
+#: How far behind the newest sample the builders keep data for late store-and-forward data.
+DEFAULT_HORIZON_MS = 7 * 86_400_000
 
 log = logging.getLogger(__name__)
 
-#: Called inside the transaction that stores a manual interval edit, with what changed.
-IntervalHook = Callable[[Transaction, IntervalChanges], None]
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
-class DerivedSink(Protocol):
-    """What the service needs of the historian writer (``submit_derived`` and ``flush``)."""
-
-    def submit_derived(self, write: MesWrite, timeout: float | None = None) -> bool: ...
-
-    def flush(self, timeout: float | None = None) -> bool: ...
-
-
-class MesUnavailableError(DomainError):
-    """The database did not take the pending derived writes in time; the edit was not made."""
-
-
-class MesService:
+class MesService(ManualEdits, RunChanges):
     def __init__(
         self,
         plant: PlantModel,
@@ -83,12 +95,25 @@ class MesService:
         sink: DerivedSink,
         *,
         small_stop_ms: int = DEFAULT_SMALL_STOP_MS,
+        history: HistoryLookup | None = None,
+        horizon_ms: int = DEFAULT_HORIZON_MS,
+        clock: Callable[[], int] = _now_ms,
+        limits: MesLimits | None = None,
     ) -> None:
         self.plant = plant
         self.repository = repository
         self.run_repository = runs
+        self.edit_repository = MesEditRepository(repository.engine)
+        self.aggregates = MesAggregates(repository.engine)
+        #: How much one edit or query may cover (settings; ``andon.server.mes_limits``).
+        self.limits = limits or MesLimits.defaults()
         self._sink = sink
         self.small_stop_ms = small_stop_ms
+        # The PLC's state codes under states added by hand are read back from the history.
+        self._history = history
+        self.horizon_ms = horizon_ms
+        self._prune_step_ms = max(horizon_ms // 8, 60_000)
+        self._clock = clock
         repository.set_modes(plant.modes)
         self._lock = threading.RLock()
         self._assets = {asset: AssetState(plant, asset) for asset in plant.bound_assets}
@@ -98,6 +123,9 @@ class MesService:
         self._books: dict[AssetPath, RunBook] = {}
         self._order_item = {o.id: o.item_id for o in plant.orders.values()}
         self.skipped_total = 0  # samples of bound tags that could not be used (logged)
+        self._unsettled: list[Unsettled] = []  # edits not stored when their request gave up
+        #: Called with each asset a stored manual edit changed (the web UI and the UNS mirror).
+        self.edit_listeners: list[Callable[[AssetPath], None]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
     def load(self) -> None:
@@ -126,18 +154,34 @@ class MesService:
                 books.setdefault(run.asset, RunBook(run.asset)).add(run)
             self._books = books
 
-    def seed(self, asset: AssetPath, intervals: Iterable[StateInterval]) -> None:
-        """Give a builder the intervals already stored, without persisting anything: samples
-        before the first of them are not derived again (they would overlap stored history)."""
+    def seed(
+        self,
+        asset: AssetPath,
+        intervals: Iterable[StateInterval],
+        added: Sequence[StateOverride] = (),
+    ) -> None:
+        """Give a builder the intervals already stored (and the states added by hand among
+        them), without persisting anything: samples before the first of them are not derived
+        again (they would overlap stored history)."""
         state = self._assets[asset]
         known = list(intervals)
+        if known or added:
+            with self._lock:
+                plc = samples_under(self._history, self.state_tag(asset), added)
+                load_stored(state, asset, known, added, plc)
         if known:
-            state.intervals.apply(
-                [StateSample(iv.start_ms, iv.code) for iv in known],
-                [ModeSample(iv.start_ms, iv.mode) for iv in known],
-            )
             state.state_floor_ms = known[0].start_ms
-            restore_edits(state.intervals, known)
+
+    def forget(self, assets: Iterable[AssetPath]) -> None:
+        """Empty the builders of ``assets`` (a cluster node taking over their domain re-derives
+        them from what the database holds, ``mes_recovery.recover(..., assets=)``): what it
+        derived while passive was never stored."""
+        with self._lock:
+            for asset in assets:
+                old = self._assets.get(asset)
+                if old is not None:
+                    fresh = self._assets[asset] = AssetState(self.plant, asset)
+                    fresh.bound = set(old.bound)
 
     def seed_counter(self, asset: AssetPath, role: str, samples: Sequence[Sample]) -> None:
         state = self._assets[asset]
@@ -186,17 +230,37 @@ class MesService:
             intervals = state.intervals.intervals
         return intervals[-1] if intervals else None
 
-    def interval_at(self, asset: AssetPath, ts_ms: int) -> StateInterval | None:
-        state = self._assets.get(asset)
-        if state is None:
-            return None
-        with self._lock:
-            return state.intervals.interval_at(ts_ms)
-
     def is_bound(self, asset: AssetPath) -> bool:
         return asset in self._assets
 
-    def _scratch(self) -> RollupBuilder:
+    def bound_at_or_below(self, asset: AssetPath) -> list[AssetPath]:
+        return [a for a in self._assets if a == asset or asset.is_ancestor_of(a)]
+
+    def state_tag(self, asset: AssetPath) -> str | None:
+        found = [
+            t for t, b in self.plant.bindings.items() if b.asset == asset and b.role == "state"
+        ]
+        return found[0] if found else None
+
+    # -- the window in memory (andon.server._mes_window) ----------------------------------------
+    def _maybe_prune(self, asset: AssetPath, state: AssetState) -> None:
+        if state.newest_ms is None:
+            return
+        cut = min(state.newest_ms, self._clock()) - self.horizon_ms
+        if state.pruned_to_ms is None or cut - state.pruned_to_ms >= self._prune_step_ms:
+            prune(state, cut)
+            state.pruned_to_ms = cut
+
+    def memory_size(self, asset: AssetPath) -> int:
+        """What the asset's builders hold (samples, edits, intervals, deltas): bounded by the
+        horizon."""
+        state = self._assets[asset]
+        with self._lock:
+            counters = sum(len(series) for series in state.series.values())
+            return state.intervals.memory_size + counters + len(state.deltas)
+
+    def rollup_scratch(self) -> RollupBuilder:
+        """An empty rollup builder: a change's increments are what it adds up."""
         return RollupBuilder(
             self.zone_for, self.calendar_for, self.cycle_time_ms, self.small_stop_ms
         )
@@ -213,14 +277,21 @@ class MesService:
         if not grouped:
             return
         with self._lock:
+            self.settle_late()
             changes = MesChanges()
-            scratch = self._scratch()
+            scratch = self.rollup_scratch()
             touched: set[RollupKey] = set()
             for asset, items in grouped.items():
                 touched |= self._derive(asset, items, changes, scratch)
             increments(changes, scratch, touched)
             if changes.rows:
                 self._sink.submit_derived(MesWrite(self.repository, changes))
+            for asset, items in grouped.items():
+                state = self._assets[asset]
+                newest = max(sample.ts_ms for _, sample in items)
+                if state.newest_ms is None or newest > state.newest_ms:
+                    state.newest_ms = newest
+                self._maybe_prune(asset, state)
 
     def _derive(
         self,
@@ -237,7 +308,7 @@ class MesService:
         for role, sample in items:
             floor = counter_floor if role in COUNTERS else state_floor
             if floor is not None and sample.ts_ms < floor:
-                self._skip(sample, "older than the history the MES was seeded with")
+                self._skip(sample, "older than the history the MES holds (seeded or horizon)")
                 continue
             if role == "mode":
                 if isinstance(sample.value, str) and sample.value.strip():
@@ -317,119 +388,3 @@ class MesService:
             log.warning(
                 "MES skipped %s at %d (%r): %s", sample.tag, sample.ts_ms, sample.value, why
             )
-
-    # -- manual interval edits ----------------------------------------------------------------
-    def assign_reason(
-        self, asset: AssetPath, start_ms: int, reason_id: str | None, hook: IntervalHook
-    ) -> IntervalChanges:
-        """The reason of the stop starting at ``start_ms`` (None: its state's default)."""
-        return self.edit_intervals(asset, lambda b: b.assign_reason(start_ms, reason_id), hook)
-
-    def split_interval(self, asset: AssetPath, at_ms: int, hook: IntervalHook) -> IntervalChanges:
-        return self.edit_intervals(asset, lambda b: b.split(at_ms), hook)
-
-    def edit_intervals(
-        self,
-        asset: AssetPath,
-        edit: Callable[[IntervalBuilder], IntervalChanges],
-        hook: IntervalHook,
-    ) -> IntervalChanges:
-        """The builder's change, its rollup increments and ``hook`` (the audit entry) in one
-        derived write; waits until it is stored (else it is still queued, and retried)."""
-        state = self._assets.get(asset)
-        if state is None:
-            raise DomainError(f"{asset} has no state tag")
-        with self._lock:
-            if not self._sink.flush(timeout=30.0):
-                raise MesUnavailableError("the database is not answering; try again later")
-            interval_changes = edit(state.intervals)
-            if interval_changes.is_empty:
-                return interval_changes
-            changes = MesChanges()
-            for interval in interval_changes.removed:
-                changes.intervals[(str(asset), interval.start_ms)] = None
-            for interval in interval_changes.added:
-                changes.intervals[(str(asset), interval.start_ms)] = interval
-            scratch = self._scratch()
-            increments(changes, scratch, scratch.apply_intervals(interval_changes))
-            changes.hooks.append(lambda connection: hook(connection, interval_changes))
-            self._sink.submit_derived(MesWrite(self.repository, changes))
-        if not self._sink.flush(timeout=30.0):
-            log.warning("MES edit of %s queued; the database is slow to store it", asset)
-        return interval_changes
-
-    # -- runs (the rollups' ideal times depend on them) ------------------------------------------
-    def start_run(
-        self,
-        run_id: str,
-        order_id: str,
-        asset: AssetPath,
-        start_ms: int,
-        hook: RunHook | None = None,
-    ) -> Run:
-        return self.change_runs(
-            asset, start_ms, None,
-            lambda: self.run_repository.start_run(run_id, order_id, asset, start_ms, hook),
-        )  # fmt: skip
-
-    def add_run(self, run: Run, hook: RunHook | None = None) -> Run:
-        return self.change_runs(
-            run.asset, run.start_ms, run.end_ms, lambda: self.run_repository.add_run(run, hook)
-        )
-
-    def end_run(self, run_id: str, end_ms: int, hook: RunHook | None = None) -> Run:
-        with self._lock:
-            run = self.run_repository.get_run(run_id)
-            if run is None:
-                raise DomainError(f"unknown run {run_id!r}")
-            return self.change_runs(
-                run.asset, end_ms, None, lambda: self.run_repository.end_run(run_id, end_ms, hook)
-            )
-
-    def edit_run(self, run: Run, hook: RunHook | None = None) -> Run:
-        """Another order, start or end for a stored run (same asset); counts in the old and the
-        new span are re-rated."""
-        with self._lock:
-            old = self.run_repository.get_run(run.id)
-            if old is None:
-                raise DomainError(f"unknown run {run.id!r}")
-            ends = (old.end_ms, run.end_ms)
-            end = None if None in ends else max(e for e in ends if e is not None)
-            return self.change_runs(
-                run.asset, min(old.start_ms, run.start_ms), end,
-                lambda: self.run_repository.edit_run(run, hook)[1],
-            )  # fmt: skip
-
-    def delete_run(self, run_id: str, hook: RunHook | None = None) -> Run:
-        with self._lock:
-            old = self.run_repository.get_run(run_id)
-            if old is None:
-                raise DomainError(f"unknown run {run_id!r}")
-            return self.change_runs(
-                old.asset, old.start_ms, old.end_ms,
-                lambda: self.run_repository.delete_run(run_id, hook),
-            )  # fmt: skip
-
-    def change_runs(
-        self, asset: AssetPath, start_ms: int, end_ms: int | None, change: Callable[[], Run]
-    ) -> Run:
-        """Counts in [start_ms, end_ms) are re-rated: retracted with the old runs, the change
-        stored, then added back with the new ones, as the rollup rules require."""
-        with self._lock:
-            if not self._sink.flush(timeout=30.0):
-                raise MesUnavailableError("the database is not answering; try again later")
-            run = change()
-            until = 2**62 if end_ms is None else end_ms
-            affected = [a for a in self._assets if a == asset or asset.is_ancestor_of(a)]
-            counts = [c for a in affected for c in self.repository.counts(a, start_ms, until)]
-            changes = MesChanges()
-            retract = self._scratch()
-            touched = retract.apply_counts(removed=counts)
-            increments(changes, retract, touched)
-            self.reload_runs()
-            add = self._scratch()
-            touched = add.apply_counts(added=counts)
-            increments(changes, add, touched)
-            if changes.rows:
-                self._sink.submit_derived(MesWrite(self.repository, changes))
-            return run

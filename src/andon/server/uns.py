@@ -9,7 +9,8 @@ asset (a PLC that toggles a state ten times a second must not flood the broker: 
 is what counts), and for every asset when a host session comes (back) online, since a broker
 restarted without persistence has lost the retained copies. Each document carries
 ``key = "<asset>/<kind>/<source ts ms>"``, the newest source timestamp it reflects: a republish of
-unchanged data has the same key, so consumers can drop duplicates.
+unchanged data has the same key, so consumers can drop duplicates. A stored manual edit (runs,
+reasons, splits, reverts, added states, count edits) counts as a source change at its own time.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from andon.domain import AssetPath, TimeAccount
-from andon.domain.calendar import utc_ms_to_local
 from andon.server.host_connection import HostConnection
 from andon.server.mes_queries import MesQueries
 from andon.storage.types import Sample
@@ -55,8 +55,12 @@ class UnsPublisher:
         flush: Callable[[float], bool] | None = None,
         min_interval_s: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
+        may_publish: Callable[[AssetPath], bool] | None = None,
     ) -> None:
         self._queries = queries
+        #: A cluster node mirrors only the assets of the domains it leads (a passive node
+        #: publishes nothing); None: every asset.
+        self._may_publish = may_publish
         self._service = queries.service
         self._hosts = hosts
         # Counts and rollups reach the database through the historian's queue; waiting for it
@@ -72,6 +76,8 @@ class UnsPublisher:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.published_total = 0
+        self.refused_total = 0
+        self._refusing = False  # a refusal was logged; cleared by the next clean round
 
     # -- what changes ---------------------------------------------------------------------------
     def offer(self, samples: Sequence[Sample]) -> None:
@@ -92,6 +98,16 @@ class UnsPublisher:
             for asset, ts_ms in assets.items():
                 self._source_ms[asset] = max(self._source_ms.get(asset, ts_ms), ts_ms)
                 self._dirty.add(asset)
+            self._cond.notify()
+
+    def edited(self, asset: AssetPath) -> None:
+        """A manual edit of the asset was stored (an ``MesService.edit_listeners`` entry): its
+        documents are rebuilt, with a newer key than before, since the data they show changed
+        though no newer sample came (the key takes the edit's time, or one ms more)."""
+        now = self._queries.now_ms()
+        with self._cond:
+            self._source_ms[asset] = max(self._source_ms.get(asset, now - 1) + 1, now)
+            self._dirty.add(asset)
             self._cond.notify()
 
     def republish_all(self) -> None:
@@ -116,22 +132,49 @@ class UnsPublisher:
         if due:
             if self._flush is not None and not self._flush(10.0):
                 log.warning("UNS: the historian did not flush; documents may lag")
+            refused_before = self.refused_total
             for asset in sorted(due):
                 self._publish(asset)
+            if self._refusing and self.refused_total == refused_before:
+                self._refusing = False
+                log.info("UNS: the broker takes documents again")
+            if self._dirty:  # refused documents wait their interval before the retry
+                waiting.append(now + self._min_interval)
         return min(waiting) if waiting else None
 
     def _publish(self, asset: AssetPath) -> None:
+        if self._may_publish is not None and not self._may_publish(asset):
+            return
         try:
             documents = self.documents(asset)
         except Exception:  # one asset's bad data must not stop the mirror of the others
             log.exception("UNS: could not build the documents of %s", asset)
             return
         online = [host for host in self._hosts if host.online]
+        refused = False
         for kind, document in documents.items():
             payload = json.dumps(document, separators=(",", ":")).encode()
             for host in online:
-                host.client.publish(uns_topic(asset, kind), payload, qos=1, retain=True)
+                ticket = host.client.publish(uns_topic(asset, kind), payload, qos=1, retain=True)
+                # A ticket already failed: the client refused it (its queue is full, or the
+                # connection just dropped). The retained picture must not stay stale: retry.
+                refused = refused or (ticket.done and not ticket.acknowledged)
             self.published_total += 1
+        if refused:
+            self._refused(asset)
+
+    def _refused(self, asset: AssetPath) -> None:
+        with self._cond:
+            self._dirty.add(asset)
+            self.refused_total += 1
+            first = not self._refusing
+            self._refusing = True
+        if first:
+            log.warning(
+                "UNS: the broker connection refused documents (queue full or disconnected); "
+                "retrying every %.1f s per asset, refusals counted in refused_total",
+                self._min_interval,
+            )
 
     def documents(self, asset: AssetPath) -> dict[str, dict[str, Any]]:
         """The ``state`` and ``oee`` documents of one asset, as they are now."""
@@ -194,15 +237,7 @@ class UnsPublisher:
     def _period(self, asset: AssetPath, now: int) -> tuple[int, int, str | None]:
         """The shift running now, or the local day when the site has no calendar (or no shift
         at this moment)."""
-        calendar = self._service.calendar_for(asset)
-        if calendar is not None:
-            for shift in calendar.shifts_between(now, now + 1):
-                if shift.start_ms <= now < shift.end_ms:
-                    return shift.start_ms, shift.end_ms, shift.key
-        local = utc_ms_to_local(now, self._service.zone_for(asset))
-        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        following = midnight + timedelta(days=1)  # wall-clock arithmetic: next local midnight
-        return int(midnight.timestamp() * 1000), int(following.timestamp() * 1000), None
+        return self._queries.current_period(asset, now)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:

@@ -30,6 +30,10 @@ unwritten can derive them again from the history (``MesService.recover``).
 
 A full spool refuses appends; the samples then stay in memory and the bounded queue applies
 back-pressure: history is never dropped.
+
+With a ``fence`` (a redundant cluster) the writer writes only while this node leads the domain,
+each transaction checking the fencing token; otherwise it holds back exactly as during an outage
+(``andon.storage.writer_fence``).
 """
 
 from __future__ import annotations
@@ -39,17 +43,19 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import exc as sa_exc
 
+from andon.cluster.model import FencingToken
 from andon.storage.codec import INT64_MAX, INT64_MIN
 from andon.storage.store import HistorianStore
 from andon.storage.types import Sample
 from andon.storage.write_spool import HistorianSpool, HistorianSpoolError
+from andon.storage.writer_fence import NotLeader, WriterFence
 
 __all__ = [
     "DerivedWrite",
@@ -98,7 +104,7 @@ class DerivedWrite(Protocol):
 
     def merge(self, newer: Any) -> None: ...
 
-    def write(self) -> None: ...
+    def write(self, fence: FencingToken | None = None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +132,9 @@ class HistorianWriterStats:
     spooling: bool = False  # the spool holds batches: new samples wait behind them
     derived_queued: int = 0  # derived rows (MES) not yet committed
     derived_dropped_total: int = 0  # derived rows refused by the database as invalid (a bug)
+    fenced: bool = False  # not the leader (passive or fenced out): writes held, samples spooled
+    fenced_out_total: int = 0  # transactions refused by the fence check (nothing committed)
+    derived_discarded_total: int = 0  # derived rows not written because not the leader
 
 
 class _Aborted(Exception):
@@ -157,17 +166,26 @@ class HistorianWriter:
         queue_capacity: int = 100_000,
         max_batch: int = 5_000,
         max_batch_delay_s: float = 0.05,
+        derived_max_delay_s: float = 0.0,
         retry_backoff_s: tuple[float, float] = (0.2, 5.0),
         spool_path: Path | None = None,
         spool_max_bytes: int = 1024 * 1024 * 1024,
+        fence: Callable[[], FencingToken | None] | None = None,
     ) -> None:
         if queue_capacity < 1 or max_batch < 1:
             raise ValueError("queue_capacity and max_batch must be positive")
+        if fence is not None and spool_path is None:
+            raise ValueError("a fenced historian writer needs a spool_path to hold samples in")
+        self._fence = None if fence is None else WriterFence(fence)
         self._store = store
         self._capacity = queue_capacity
         self._high_water = max(1, int(queue_capacity * _SPOOL_HIGH_WATER))
         self._max_batch = max_batch
         self._max_batch_delay_s = max_batch_delay_s
+        # Derived (MES) changes gather this long before they are written: rollup increments to
+        # the same bucket merge, so a busy plant costs one transaction per period, not one per
+        # batch of samples. A flush or stop writes them at once.
+        self._derived_delay_s = derived_max_delay_s
         self._backoff_min, self._backoff_max = retry_backoff_s
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
@@ -204,6 +222,7 @@ class HistorianWriter:
         self._derived_rows = 0
         self._derived_dropped = 0
         self._derived_flushes: list[threading.Event] = []
+        self._derived_since = 0.0  # monotonic time the pending derived write began gathering
 
     # -- producer side ---------------------------------------------------------------------
 
@@ -298,6 +317,18 @@ class HistorianWriter:
         log.error("historian writer stopped with %d samples not committed", self.stats().queued)
         return False
 
+    def trim_spool(self, created_before_ms: int) -> int:
+        """Drop the spooled batches appended before ``created_before_ms`` (wall clock, ms);
+        returns the samples dropped. Only for a fenced writer whose samples the leader of the
+        domain has committed (a passive node trimming against the leader's watermark): every
+        dropped batch is already in the database, so dropping it is safe even while a
+        promotion starts draining the spool (a batch acknowledged twice is ignored)."""
+        if self._spool is None or self._fence is None:
+            raise RuntimeError("only a fenced writer with a spool trims it")
+        _batches, samples = self._spool.drop_created_before(created_before_ms)
+        self._update_spool_counts()
+        return samples
+
     def stats(self) -> HistorianWriterStats:
         with self._lock:
             spool_batches, spool_samples, spool_bytes = self._spool_counts
@@ -317,6 +348,11 @@ class HistorianWriter:
                 spooling=spool_batches > 0,
                 derived_queued=self._derived_rows,
                 derived_dropped_total=self._derived_dropped,
+                fenced=self._fence is not None and self._fence.holding,
+                fenced_out_total=0 if self._fence is None else self._fence.fenced_out_total,
+                derived_discarded_total=(
+                    0 if self._fence is None else self._fence.derived_discarded_total
+                ),
             )
 
     # -- writer thread --------------------------------------------------------------------
@@ -329,7 +365,11 @@ class HistorianWriter:
                     self._spool_counts[1],
                 )
             while True:
-                if self._derived is not None and not self._try_derived():
+                if (
+                    self._derived is not None
+                    and self._derived_due()
+                    and not self._try_derived()
+                ):
                     # The database is down: samples keep moving to the spool meanwhile.
                     if self._spool is not None and self._spool_queue(everything=True):
                         self._write_derived()  # Stop was queued: one last attempt
@@ -366,7 +406,13 @@ class HistorianWriter:
         """The next batch, or a control command once the samples before it are written."""
         with self._not_empty:
             while not self._commands:
-                self._not_empty.wait()
+                if self._derived is None:
+                    self._not_empty.wait()
+                    continue
+                remaining = self._derived_since + self._derived_delay_s - time.monotonic()
+                if remaining <= 0:
+                    return [], None  # the gathered derived changes are due
+                self._not_empty.wait(remaining)
             batch: list[Sample] = []
             deadline = time.monotonic() + self._max_batch_delay_s
             while True:
@@ -420,11 +466,14 @@ class HistorianWriter:
             segment = pending.popleft()
             started = time.monotonic()
             try:
-                inserted = self._store.write_batch(segment)
+                if self._fence is None:
+                    inserted = self._store.write_batch(segment)
+                else:
+                    inserted = self._store.write_batch(segment, fence=self._fence.token())
             except Exception as error:
                 with self._lock:
-                    self._failures_total += 1
-                if is_transient_error(error):
+                    self._failures_total += not isinstance(error, NotLeader)
+                if is_transient_error(error) or WriterFence.stops(error):
                     pending.appendleft(segment)
                     return [s for part in pending for s in part], error
                 if len(segment) > 1:
@@ -438,6 +487,8 @@ class HistorianWriter:
                 continue
             elapsed = time.monotonic() - started
             self._database_is_up()
+            if self._fence is not None:
+                self._fence.resume()
             with self._lock:
                 self._committed_total += len(segment)
                 self._inserted_total += inserted
@@ -476,12 +527,12 @@ class HistorianWriter:
         database is down, when the queue passes the high-water mark, or when stop() is called.
         """
         while True:
-            if self._spool_queue(everything=self._closed or not self._database_up):
+            if self._spool_queue(everything=self._closed or self._held()):
                 return True
             if not len(spool):
                 self._release_flushes(None)
                 return False
-            if not self._database_up and time.monotonic() < self._retry_at:
+            if self._held() and time.monotonic() < self._retry_at:
                 self._wait_retry()
                 continue
             try:
@@ -496,6 +547,8 @@ class HistorianWriter:
                 self._database_down(error)
 
     def _write_spool_head(self, spool: HistorianSpool) -> Exception | None:
+        if self._fence is not None and not self._fence.may_write():
+            return NotLeader("not the leader")  # asked first: a passive node reads no spool
         done: list[int] = []
         error: Exception | None = None
         for batch_id, samples in spool.peek(_DRAIN_BATCHES):
@@ -616,10 +669,21 @@ class HistorianWriter:
 
     # -- derived writes (writer thread) --------------------------------------------------------
 
+    def _derived_due(self) -> bool:
+        pending = self._derived
+        return (
+            pending is None
+            or bool(self._derived_flushes)
+            or self._closed
+            or pending.rows >= self._max_batch
+            or time.monotonic() - self._derived_since >= self._derived_delay_s
+        )
+
     def _merge_derived(self, writes: Sequence[DerivedWrite]) -> None:
         for write in writes:
             if self._derived is None:
                 self._derived = write
+                self._derived_since = time.monotonic()
                 continue
             before = self._derived.rows + write.rows
             self._derived.merge(write)
@@ -629,7 +693,7 @@ class HistorianWriter:
 
     def _try_derived(self) -> bool:
         """Write the pending derived records unless a retry is not due yet; True if written."""
-        if not self._database_up and time.monotonic() < self._retry_at:
+        if self._held() and time.monotonic() < self._retry_at:
             return False
         return self._write_derived()
 
@@ -639,20 +703,33 @@ class HistorianWriter:
             return True
         rows = pending.rows
         try:
-            pending.write()
+            if self._fence is None:
+                pending.write()
+            else:
+                pending.write(fence=self._fence.token())
         except Exception as error:
             with self._lock:
-                self._failures_total += 1
-            if is_transient_error(error):
+                self._failures_total += not isinstance(error, NotLeader)
+            if self._fence is not None and WriterFence.stops(error):
+                self._fence.discard_derived(error, rows)
+            elif is_transient_error(error):
+                # A write made of several transactions (MES edits) may have committed a part:
+                # those rows leave the count; the rest is retried.
+                with self._lock:
+                    self._derived_rows -= rows - pending.rows
+                    self._not_full.notify_all()
                 self._database_down(error)
                 return False
-            # Not the database's state but the records: a bug in the deriving service. They are
-            # re-derivable from the history, so the writer goes on instead of blocking ingest.
-            log.exception("derived records refused by the database; %d rows dropped", rows)
-            with self._lock:
-                self._derived_dropped += rows
+            else:
+                # Not the database's state but the records: a bug in the deriving service. They
+                # are re-derivable from the history, so the writer goes on (ingest not blocked).
+                log.exception("derived records refused by the database; %d rows dropped", rows)
+                with self._lock:
+                    self._derived_dropped += rows
         else:
             self._database_is_up()
+            if self._fence is not None:
+                self._fence.resume()
         self._derived = None
         with self._lock:
             self._derived_rows -= rows
@@ -664,8 +741,17 @@ class HistorianWriter:
 
     # -- database state --------------------------------------------------------------------
 
+    def _held(self) -> bool:
+        """Writes wait: the database is down, or this node is not the leader."""
+        return not self._database_up or (self._fence is not None and self._fence.holding)
+
     def _database_down(self, error: Exception) -> None:
         """Count the failure, log the first one, and schedule the next attempt (backoff)."""
+        if self._fence is not None and WriterFence.stops(error):
+            # Not an outage: ask the fence again soon (a promotion should not wait a backoff).
+            self._fence.hold(error)
+            self._retry_at = time.monotonic() + self._fence.poll_s
+            return
         with self._lock:
             first = self._database_up
             if first:

@@ -32,6 +32,7 @@ from andon.domain import (
     StateMap,
 )
 from andon.storage.engine import SQLITE_BEGIN_OPTION, is_sqlite
+from andon.storage.outbox import records_changed
 from andon.storage.schema import (
     mes_asset_table,
     mes_binding_table,
@@ -181,12 +182,14 @@ class RunRepository:
             for order in orders:
                 if order.id not in known:
                     connection.execute(mes_order_table.insert(), [_order_row(order)])
+                    records_changed(connection, "order", [(order.id,)])
                     added += 1
             known_runs = set(connection.execute(sa.select(mes_run_table.c.id)).scalars())
             for run in runs:
                 if run.id not in known_runs:
                     self._check_free(connection, run, None)
                     connection.execute(mes_run_table.insert(), [_run_row(run)])
+                    records_changed(connection, "run", [(run.id,)])
                     added += 1
         return added
 
@@ -206,6 +209,7 @@ class RunRepository:
             ).first():
                 raise DomainError(f"order {order.id!r} already exists")
             connection.execute(mes_order_table.insert(), [_order_row(order)])
+            records_changed(connection, "order", [(order.id,)])
         return order
 
     def set_order_state(self, order_id: str, state: OrderState) -> ProductionOrder:
@@ -227,6 +231,7 @@ class RunRepository:
                 .where(mes_order_table.c.id == order_id)
                 .values(state=order.state.value)
             )
+            records_changed(connection, "order", [(order_id,)])
         return order
 
     # -- runs -----------------------------------------------------------------------------------
@@ -247,16 +252,7 @@ class RunRepository:
     def add_run(self, run: Run, hook: RunHook | None = None) -> Run:
         """A run with its start and (optional) end, e.g. a manual patch-up of a missed run."""
         with self._write() as connection, connection.begin():
-            if connection.execute(
-                sa.select(mes_run_table.c.id).where(mes_run_table.c.id == run.id)
-            ).first():
-                raise DomainError(f"run {run.id!r} already exists")
-            self._check_order(connection, run)
-            self._check_free(connection, run, None)
-            connection.execute(mes_run_table.insert(), [_run_row(run)])
-            if hook is not None:
-                hook(connection, None, run)
-        return run
+            return self.add_run_in(connection, run, hook)
 
     def start_run(
         self,
@@ -270,41 +266,72 @@ class RunRepository:
 
     def end_run(self, run_id: str, end_ms: int, hook: RunHook | None = None) -> Run:
         with self._write() as connection, connection.begin():
-            run = self._locked_run(connection, run_id)
-            if run.end_ms is not None:
-                raise DomainError(f"run {run_id!r} has already ended at {run.end_ms}")
-            ended = replace(run, end_ms=end_ms)  # Run checks end > start
-            self._check_free(connection, ended, run)
-            connection.execute(
-                mes_run_table.update().where(mes_run_table.c.id == run_id).values(end_ms=end_ms)
-            )
-            if hook is not None:
-                hook(connection, run, ended)
-        return ended
+            return self.end_run_in(connection, run_id, end_ms, hook)
 
     def edit_run(self, run: Run, hook: RunHook | None = None) -> tuple[Run, Run]:
         """Replace the stored run of ``run.id`` (same asset) by ``run``; returns (old, new)."""
         with self._write() as connection, connection.begin():
-            old = self._locked_run(connection, run.id)
-            if old.asset != run.asset:
-                raise DomainError(f"run {run.id!r} cannot move to another asset")
-            self._check_order(connection, run)
-            self._check_free(connection, run, old)
-            row = _run_row(run)
-            del row["id"]
-            connection.execute(
-                mes_run_table.update().where(mes_run_table.c.id == run.id).values(**row)
-            )
-            if hook is not None:
-                hook(connection, old, run)
-        return old, run
+            return self.edit_run_in(connection, run, hook)
 
     def delete_run(self, run_id: str, hook: RunHook | None = None) -> Run:
         with self._write() as connection, connection.begin():
-            old = self._locked_run(connection, run_id)
-            connection.execute(mes_run_table.delete().where(mes_run_table.c.id == run_id))
-            if hook is not None:
-                hook(connection, old, None)
+            return self.delete_run_in(connection, run_id, hook)
+
+    # The same changes inside the caller's transaction (an MES derived write, so that a run
+    # change and the rollups it re-rates commit together).
+    def add_run_in(self, connection: sa.Connection, run: Run, hook: RunHook | None = None) -> Run:
+        if connection.execute(
+            sa.select(mes_run_table.c.id).where(mes_run_table.c.id == run.id)
+        ).first():
+            raise DomainError(f"run {run.id!r} already exists")
+        self._check_order(connection, run)
+        self._check_free(connection, run, None)
+        connection.execute(mes_run_table.insert(), [_run_row(run)])
+        records_changed(connection, "run", [(run.id,)])
+        if hook is not None:
+            hook(connection, None, run)
+        return run
+
+    def end_run_in(
+        self, connection: sa.Connection, run_id: str, end_ms: int, hook: RunHook | None = None
+    ) -> Run:
+        run = self._locked_run(connection, run_id)
+        if run.end_ms is not None:
+            raise DomainError(f"run {run_id!r} has already ended at {run.end_ms}")
+        ended = replace(run, end_ms=end_ms)  # Run checks end > start
+        self._check_free(connection, ended, run)
+        connection.execute(
+            mes_run_table.update().where(mes_run_table.c.id == run_id).values(end_ms=end_ms)
+        )
+        records_changed(connection, "run", [(run_id,)])
+        if hook is not None:
+            hook(connection, run, ended)
+        return ended
+
+    def edit_run_in(
+        self, connection: sa.Connection, run: Run, hook: RunHook | None = None
+    ) -> tuple[Run, Run]:
+        old = self._locked_run(connection, run.id)
+        if old.asset != run.asset:
+            raise DomainError(f"run {run.id!r} cannot move to another asset")
+        self._check_order(connection, run)
+        self._check_free(connection, run, old)
+        row = _run_row(run)
+        del row["id"]
+        connection.execute(mes_run_table.update().where(mes_run_table.c.id == run.id).values(**row))
+        records_changed(connection, "run", [(run.id,)])
+        if hook is not None:
+            hook(connection, old, run)
+        return old, run
+
+    def delete_run_in(
+        self, connection: sa.Connection, run_id: str, hook: RunHook | None = None
+    ) -> Run:
+        old = self._locked_run(connection, run_id)
+        connection.execute(mes_run_table.delete().where(mes_run_table.c.id == run_id))
+        records_changed(connection, "run", [(run_id,)])  # a tombstone
+        if hook is not None:
+            hook(connection, old, None)
         return old
 
     def _locked_run(self, connection: sa.Connection, run_id: str) -> Run:

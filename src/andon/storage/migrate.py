@@ -28,8 +28,13 @@ def upgrade_database(url: str | URL) -> None:
     """Create or upgrade the schema at ``url`` to the newest revision. Idempotent.
 
     Safe to call from several processes at once: PostgreSQL serialises on an advisory lock,
-    SQLite on its write lock (the migration transaction begins IMMEDIATE).
+    SQLite on its write lock (the migration transaction begins IMMEDIATE). A database already at
+    the newest revision is only read: taking SQLite's write lock for the whole check (loading
+    the migration scripts) would stall the other nodes of a cluster sharing the file, whose
+    lease renewals wait for that lock.
     """
+    if current_revision(url) == head_revision():
+        return
     engine = create_engine_for(url)
     try:
         with engine.connect() as connection:

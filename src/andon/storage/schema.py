@@ -290,3 +290,154 @@ mes_rollup_reason_table = sa.Table(
         "asset", "kind", "start_ms", "reason_id", name="mes_rollup_reason_pkey"
     ),
 )
+
+# == Cluster (migration 0004_cluster) ===========================================================
+# Heartbeats of the nodes and one leadership lease per domain of control. Times are the
+# arbiter database's clock in UTC ms (never a node's clock: nodes may disagree).
+
+__all__ += ["cluster_lease_table", "cluster_member_table"]
+
+cluster_member_table = sa.Table(
+    "cluster_member",
+    metadata,
+    sa.Column("node", sa.Text, primary_key=True),
+    sa.Column("info_json", sa.Text, nullable=False),  # what the node says about itself
+    sa.Column("last_seen_ms", sa.BigInteger, nullable=False),
+)
+
+cluster_lease_table = sa.Table(
+    "cluster_lease",
+    metadata,
+    sa.Column("domain", sa.Text, primary_key=True),
+    # The holder, or the last holder once expired or released; NULL: never held.
+    sa.Column("node", sa.Text, nullable=True),
+    # Incremented by every takeover (never by a renewal): the fencing token's number.
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("acquired_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("renewed_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_at_ms", sa.BigInteger, nullable=False),
+    # A pending manual switchover: away from switchover_from, to switchover_to (NULL: to the
+    # best other candidate). Cleared by the next takeover.
+    sa.Column("switchover_from", sa.Text, nullable=True),
+    sa.Column("switchover_to", sa.Text, nullable=True),
+    sa.Column("switchover_requested_at_ms", sa.BigInteger, nullable=True),
+)
+
+# == MES manual edits (migration 0005_count_edits) ===============================================
+# Count edits with the signed corrections they add (the derived counts stay as the PLC gave them),
+# and states added by hand over a period (the PLC's codes stay in the history underneath).
+
+__all__ += ["mes_count_correction_table", "mes_count_edit_table", "mes_state_override_table"]
+
+mes_count_edit_table = sa.Table(
+    "mes_count_edit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("start_ms", sa.BigInteger, nullable=False),
+    sa.Column("end_ms", sa.BigInteger, nullable=False),
+    sa.Column("mode", sa.Text, nullable=False),  # set or add
+    # What was asked (NULL: not given) and the change it made to infeed, outfeed and waste.
+    sa.Column("infeed", sa.BigInteger, nullable=True),
+    sa.Column("outfeed", sa.BigInteger, nullable=True),
+    sa.Column("waste", sa.BigInteger, nullable=True),
+    sa.Column("infeed_delta", sa.BigInteger, nullable=False),
+    sa.Column("outfeed_delta", sa.BigInteger, nullable=False),
+    sa.Column("waste_delta", sa.BigInteger, nullable=False),
+    sa.Column("username", sa.Text, nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("reverted_ms", sa.BigInteger, nullable=True),  # NULL: in force
+    sa.Column("reverted_by", sa.Text, nullable=True),
+    sa.Index("mes_count_edit_asset_idx", "asset", "start_ms"),
+)
+
+mes_count_correction_table = sa.Table(
+    "mes_count_correction",
+    metadata,
+    # One edit's signed share of one segment (hour or shift piece), seen at ts_ms; deleted when
+    # the edit is reverted.
+    sa.Column("edit_id", sa.Integer, nullable=False),
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("ts_ms", sa.BigInteger, nullable=False),
+    sa.Column("total", sa.BigInteger, nullable=False),
+    sa.Column("reject", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("edit_id", "ts_ms", name="mes_count_correction_pkey"),
+    sa.Index("mes_count_correction_asset_idx", "asset", "ts_ms"),
+)
+
+mes_state_override_table = sa.Table(
+    "mes_state_override",
+    metadata,
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("start_ms", sa.BigInteger, nullable=False),
+    sa.Column("end_ms", sa.BigInteger, nullable=False),
+    sa.Column("code", sa.BigInteger, nullable=False),
+    sa.Column("reason_id", sa.Text, nullable=True),
+    sa.Column("username", sa.Text, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("asset", "start_ms", name="mes_state_override_pkey"),
+)
+
+# == Schedule (migration 0006_schedule) ==========================================================
+
+__all__ += ["mes_scheduled_run_table"]
+
+mes_scheduled_run_table = sa.Table(
+    "mes_scheduled_run",
+    metadata,
+    # A plan, not production: never in counts, rollups or OEE (andon.storage.mes_schedule).
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("order_id", sa.Text, nullable=False),
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("start_ms", sa.BigInteger, nullable=False),  # planned start
+    sa.Column("end_ms", sa.BigInteger, nullable=False),  # planned end
+    sa.Index("mes_scheduled_run_asset_idx", "asset", "start_ms"),
+)
+
+# == Outbox and enterprise records (migration 0007_outbox) =======================================
+# Every committed MES record change, written in the transaction of the change and published by
+# the dispatcher (andon.server.outbox_dispatcher); on an enterprise server, the newest version of
+# every site's records (andon.storage.enterprise).
+
+__all__ += ["enterprise_record_table", "outbox_site_table", "outbox_table"]
+
+outbox_table = sa.Table(
+    "outbox",
+    metadata,
+    # The message's version: never reused (SQLite AUTOINCREMENT), so a record's later change
+    # always carries a higher number, even after the table was emptied.
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("site", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # state_interval, count, rollup, run, ...
+    sa.Column("record_key", sa.Text, nullable=False),  # JSON array of the key columns
+    sa.Column("deleted", sa.Boolean, nullable=False),  # a tombstone
+    sa.Column("record_json", sa.Text, nullable=True),  # the full record; NULL for a tombstone
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Index("outbox_record_idx", "kind", "record_key"),
+    sqlite_autoincrement=True,
+)
+
+outbox_site_table = sa.Table(
+    "outbox_site",
+    metadata,
+    # A site whose existing records were queued once when forwarding started (a resync).
+    sa.Column("site", sa.Text, primary_key=True),
+    sa.Column("seeded_ms", sa.BigInteger, nullable=False),
+)
+
+enterprise_record_table = sa.Table(
+    "enterprise_record",
+    metadata,
+    sa.Column("site", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("record_key", sa.Text, nullable=False),
+    # The site's outbox id of the newest message applied: an older or equal one changes nothing.
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False),  # tombstones keep their version
+    sa.Column("record_json", sa.Text, nullable=True),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),  # when the site committed it
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("site", "kind", "record_key", name="enterprise_record_pkey"),
+    sa.Index("enterprise_record_version_idx", "site", "version"),
+)

@@ -16,6 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
+from andon.cluster.model import FencingToken
+from andon.storage.cluster_fencing import check_fence
 from andon.storage.codec import (
     DATATYPE_UINT64,
     SampleRow,
@@ -73,12 +75,14 @@ class SqlHistorianStore(ABC):
 
     # -- writes ---------------------------------------------------------------------------
 
-    def write_batch(self, samples: Sequence[Sample]) -> int:
+    def write_batch(self, samples: Sequence[Sample], fence: FencingToken | None = None) -> int:
         if not samples:
             return 0
         with self._engine.connect() as connection:
             connection.execution_options(**self._write_options)
             with connection.begin():
+                if fence is not None:
+                    check_fence(connection, fence)
                 tags, created = self._resolve_tags(connection, samples)
                 rows = encode_sample_rows(samples, tags)
                 inserted = self._insert_rows(connection, rows)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from andon.cluster.model import FencingToken
 from andon.storage.types import HistoryBucket, QuarantinedSample, Sample, TagInfo
 
 __all__ = ["DEFAULT_HISTORY_LIMIT", "HistorianStore", "open_historian_store"]
@@ -27,8 +28,11 @@ DEFAULT_HISTORY_LIMIT = 10_000
 
 @runtime_checkable
 class HistorianStore(Protocol):
-    def write_batch(self, samples: Sequence[Sample]) -> int:
-        """Store ``samples`` in one transaction; return how many were new."""
+    def write_batch(self, samples: Sequence[Sample], fence: FencingToken | None = None) -> int:
+        """Store ``samples`` in one transaction; return how many were new.
+
+        With ``fence``, the transaction first checks the token (``FencedOut``: nothing stored).
+        """
         ...
 
     def history(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -201,6 +201,20 @@ class UserRepository:
         actor: str | None,
         comment: str,
     ) -> User:
+        return self.apply_changes(username, [(action, values)], actor=actor, comment=comment)
+
+    def apply_changes(
+        self,
+        username: str,
+        changes: Sequence[tuple[str, dict[str, Any]]],
+        *,
+        actor: str | None = None,
+        comment: str = "",
+        revoke_tokens: bool = False,
+    ) -> User:
+        """Several changes of one user, each ``(audit action, column values)``, in one
+        transaction with their audit entries (and, with ``revoke_tokens``, the deletion of the
+        user's tokens): all of them or, on any error, none."""
         table = app_user_table
         with self.engine.begin() as connection:
             row = (
@@ -210,22 +224,30 @@ class UserRepository:
             )
             if row is None:
                 raise DomainError(f"no user {username!r}")
-            before = _user(row)
-            connection.execute(table.update().where(table.c.id == before.id).values(**values))
-            after_row = (
-                connection.execute(sa.select(table).where(table.c.id == before.id)).mappings().one()
-            )
-            after = _user(after_row)
-            if actor is not None:
-                self.audit.record(
-                    actor,
-                    action,
-                    "user",
-                    username,
-                    _public(before),
-                    _public(after),
-                    comment,
-                    connection=connection,
+            after = _user(row)
+            for action, values in changes:
+                before = after
+                connection.execute(table.update().where(table.c.id == before.id).values(**values))
+                after_row = (
+                    connection.execute(sa.select(table).where(table.c.id == before.id))
+                    .mappings()
+                    .one()
+                )
+                after = _user(after_row)
+                if actor is not None:
+                    self.audit.record(
+                        actor,
+                        action,
+                        "user",
+                        username,
+                        _public(before),
+                        _public(after),
+                        comment,
+                        connection=connection,
+                    )
+            if revoke_tokens:
+                connection.execute(
+                    api_token_table.delete().where(api_token_table.c.user_id == after.id)
                 )
         return after
 

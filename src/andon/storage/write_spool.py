@@ -285,6 +285,30 @@ class HistorianSpool:
             self._read_oldest()
         return removed[0]
 
+    def drop_created_before(self, created_before_ms: int) -> tuple[int, int]:
+        """Delete the batches appended before ``created_before_ms`` (wall clock, ms): a passive
+        cluster node's samples that the leader has committed (``andon.server.cluster_upkeep``).
+        Returns ``(batches, samples)`` removed; counted as acknowledged."""
+        with self._lock:
+            with self._transaction("drop") as conn:
+                removed = conn.execute(
+                    "DELETE FROM batches WHERE created_ms < ? RETURNING count, length(payload)",
+                    (created_before_ms,),
+                ).fetchall()
+                batches = len(removed)
+                samples = sum(int(count) for count, _ in removed)
+                size = sum(int(length) + BATCH_OVERHEAD_BYTES for _, length in removed)
+                if batches:
+                    conn.executemany(
+                        _ADD_META,
+                        [("acked_batches_total", batches), ("acked_samples_total", samples)],
+                    )
+            self._batches -= batches
+            self._samples -= samples
+            self._bytes -= size
+            self._read_oldest()
+        return batches, samples
+
     # -- reading -------------------------------------------------------------------------------
 
     def peek(self, max_batches: int) -> list[tuple[int, tuple[Sample, ...]]]:

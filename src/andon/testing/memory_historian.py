@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from andon.cluster.model import FencingToken
 from andon.storage.codec import (
     SampleRow,
     decode_value,
@@ -23,6 +24,7 @@ from andon.storage.codec import (
 )
 from andon.storage.store import DEFAULT_HISTORY_LIMIT
 from andon.storage.types import HistoryBucket, QuarantinedSample, Sample, TagInfo
+from andon.testing.memory_arbiter import MemoryArbiter
 
 __all__ = ["InMemoryHistorianStore"]
 
@@ -37,41 +39,53 @@ class _Tag:
 
 
 class InMemoryHistorianStore:
-    def __init__(self) -> None:
+    """``arbiter``: where fenced writes check their token (the in-memory lease table)."""
+
+    def __init__(self, arbiter: MemoryArbiter | None = None) -> None:
+        self._arbiter = arbiter
         self._lock = threading.Lock()
         self._tags: dict[str, _Tag] = {}
         self._quarantine: list[QuarantinedSample] = []
         self.closed = False
 
-    def write_batch(self, samples: Sequence[Sample]) -> int:
-        with self._lock:
-            new_tags: dict[str, _Tag] = {}
-            for sample in samples:
-                if sample.tag in self._tags:
-                    continue
-                pending = new_tags.get(sample.tag)
-                if pending is None:
-                    pending = new_tags[sample.tag] = _Tag(
-                        len(self._tags) + len(new_tags) + 1, sample.tag, 0
-                    )
-                if not pending.datatype:
-                    pending.datatype = sample.datatype or infer_datatype(sample.value)
-            refs = {path: (tag.id, tag.datatype) for path, tag in self._tags.items()}
-            refs.update((path, (tag.id, tag.datatype)) for path, tag in new_tags.items())
-            # Encoding raises before anything changes, so a rejected batch leaves no trace.
-            rows = encode_sample_rows(samples, refs)
-            self._tags.update(new_tags)
-            by_id = {tag.id: tag for tag in self._tags.values()}
-            inserted = 0
-            for row in rows:
-                tag = by_id[row[0]]
-                ts = row[1]
-                if ts in tag.rows:
-                    continue
-                tag.rows[ts] = row
-                bisect.insort(tag.timestamps, ts)
-                inserted += 1
-            return inserted
+    def write_batch(self, samples: Sequence[Sample], fence: FencingToken | None = None) -> int:
+        if fence is None:
+            with self._lock:
+                return self._write(samples)
+        if self._arbiter is None:
+            raise ValueError("a fenced write needs the store's arbiter (none was given)")
+        # The arbiter's lock is held through the write: no takeover while it is in flight.
+        with self._lock, self._arbiter.fenced(fence):
+            return self._write(samples)
+
+    def _write(self, samples: Sequence[Sample]) -> int:
+        new_tags: dict[str, _Tag] = {}
+        for sample in samples:
+            if sample.tag in self._tags:
+                continue
+            pending = new_tags.get(sample.tag)
+            if pending is None:
+                pending = new_tags[sample.tag] = _Tag(
+                    len(self._tags) + len(new_tags) + 1, sample.tag, 0
+                )
+            if not pending.datatype:
+                pending.datatype = sample.datatype or infer_datatype(sample.value)
+        refs = {path: (tag.id, tag.datatype) for path, tag in self._tags.items()}
+        refs.update((path, (tag.id, tag.datatype)) for path, tag in new_tags.items())
+        # Encoding raises before anything changes, so a rejected batch leaves no trace.
+        rows = encode_sample_rows(samples, refs)
+        self._tags.update(new_tags)
+        by_id = {tag.id: tag for tag in self._tags.values()}
+        inserted = 0
+        for row in rows:
+            tag = by_id[row[0]]
+            ts = row[1]
+            if ts in tag.rows:
+                continue
+            tag.rows[ts] = row
+            bisect.insort(tag.timestamps, ts)
+            inserted += 1
+        return inserted
 
     def _sample(self, tag: _Tag, ts: int) -> Sample:
         _, _, vd, vi, vt, vb, quality, hist = tag.rows[ts]

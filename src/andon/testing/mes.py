@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
+from andon.server._mes_window import paged_history
+from andon.server.mes_limits import MesLimits
 from andon.server.mes_queries import MesQueries
-from andon.server.mes_service import MesService
+from andon.server.mes_service import DEFAULT_HORIZON_MS, MesService
 from andon.server.plant_file import PlantModel, parse_plant
 from andon.storage.historian_writer import HistorianWriter
 from andon.storage.mes import MesRepository
@@ -77,7 +81,18 @@ def small_plant(**extra: Any) -> dict[str, Any]:
 
 
 class MesRig:
-    def __init__(self, url: str, plant: PlantModel | None = None, now_ms: int = T0) -> None:
+    """``now`` is the clock of the queries and of the service's pruning horizon."""
+
+    def __init__(
+        self,
+        url: str,
+        plant: PlantModel | None = None,
+        now_ms: int = T0,
+        *,
+        horizon_ms: int = DEFAULT_HORIZON_MS,
+        clock: Callable[[], int] | None = None,
+        limits: MesLimits | None = None,
+    ) -> None:
         upgrade_database(url)
         self.url = url
         self.now = now_ms
@@ -87,7 +102,14 @@ class MesRig:
         self.repository = MesRepository(url)
         self.plant = plant or parse_plant(small_plant(), "test.toml")
         self.service = MesService(
-            self.plant, self.repository, RunRepository(self.repository.engine), self.writer
+            self.plant,
+            self.repository,
+            RunRepository(self.repository.engine),
+            self.writer,
+            history=functools.partial(paged_history, self.store),
+            horizon_ms=horizon_ms,
+            clock=clock or (lambda: self.now),
+            limits=limits,
         )
         self.service.load()
         self.queries = MesQueries(self.service, clock=lambda: self.now)

@@ -19,8 +19,8 @@ __all__ = ["MesApi"]
 
 
 class MesApi:
-    def __init__(self, url: str) -> None:
-        self.mes = MesRig(url)
+    def __init__(self, url: str, **rig: Any) -> None:
+        self.mes = MesRig(url, **rig)
         self.users = user_service_for_tests(url)
         self.app = create_app(
             ApiContext(

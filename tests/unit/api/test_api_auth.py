@@ -42,6 +42,7 @@ REQUIRED_ROLE: dict[tuple[str, str], Role | None] = {
     ("POST", "/api/v1/auth/logout"): Role.OPERATOR,
     ("GET", "/api/v1/tags"): Role.OPERATOR,
     ("GET", "/api/v1/tags/history"): Role.OPERATOR,
+    ("POST", "/api/v1/tags/write"): Role.ENGINEER,
     ("GET", "/api/v1/edges"): Role.OPERATOR,
     ("GET", "/api/v1/audit"): Role.SUPERVISOR,
     ("GET", "/api/v1/users"): Role.ADMIN,
@@ -60,7 +61,24 @@ REQUIRED_ROLE: dict[tuple[str, str], Role | None] = {
     ("PUT", "/api/v1/assets/{path}/states/{start_ms}/reason"): Role.OPERATOR,
     ("POST", "/api/v1/assets/{path}/states/{start_ms}/split"): Role.SUPERVISOR,
     ("POST", "/api/v1/assets/{path}/states/{start_ms}/revert"): Role.SUPERVISOR,
+    ("POST", "/api/v1/assets/{path}/states"): Role.SUPERVISOR,  # add a missed stop
+    ("GET", "/api/v1/assets/{path}/counts"): Role.OPERATOR,
+    ("GET", "/api/v1/assets/{path}/counts/edits"): Role.OPERATOR,
+    ("POST", "/api/v1/assets/{path}/counts/edits"): Role.SUPERVISOR,
+    ("POST", "/api/v1/count-edits/{edit_id}/revert"): Role.SUPERVISOR,
     ("GET", "/api/v1/export/{kind}"): Role.OPERATOR,
+    ("GET", "/api/v1/live"): Role.OPERATOR,  # server-sent events; 503 without a live hub
+    ("GET", "/api/v1/cluster"): Role.OPERATOR,  # nodes, domains, leases, lag (redundancy)
+    ("GET", "/api/v1/enterprise/sites"): Role.OPERATOR,  # 503 unless [enterprise] enabled
+    ("GET", "/api/v1/enterprise/records"): Role.OPERATOR,
+    ("PUT", "/api/v1/assets/{path}/mode"): Role.OPERATOR,
+    ("GET", "/api/v1/schedule"): Role.OPERATOR,
+    ("POST", "/api/v1/schedule"): Role.SUPERVISOR,
+    ("PATCH", "/api/v1/schedule/{run_id}"): Role.SUPERVISOR,
+    ("DELETE", "/api/v1/schedule/{run_id}"): Role.SUPERVISOR,
+    ("POST", "/api/v1/schedule/{run_id}/revert"): Role.SUPERVISOR,
+    ("GET", "/api/v1/admin/plant"): Role.ADMIN,  # 503 without a plant file
+    ("PUT", "/api/v1/admin/plant"): Role.ADMIN,
 }
 
 #: Writes an operator may make: the shop-floor actions at the current time (start or end a run,
@@ -71,6 +89,7 @@ OPERATOR_WRITES = frozenset(
         ("POST", "/api/v1/runs"),
         ("POST", "/api/v1/runs/{run_id}/end"),
         ("PUT", "/api/v1/assets/{path}/states/{start_ms}/reason"),
+        ("PUT", "/api/v1/assets/{path}/mode"),
     }
 )
 
@@ -344,7 +363,12 @@ def test_passwords_and_tokens_never_reach_the_logs(
         json={"username": "carol", "password": "carol-secret-789", "role": "operator"},
     )
     admin.patch("/api/v1/users/carol", json={"password": "carol-secret-000"})
-    rig.anon.post("/login", data={"username": "alice", "password": SECRET})
+    session = rig.anon.post(
+        "/login",
+        data={"username": "alice", "password": SECRET},
+        headers={"Origin": "http://testserver"},  # the login form of this server's own page
+    )
+    assert session.status_code == 303
     assert "failed login for 'alice'" in caplog.text  # the events are logged...
     everything = caplog.text + "".join(repr(r.args) for r in caplog.records)
     for secret in (

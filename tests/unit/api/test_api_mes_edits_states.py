@@ -29,6 +29,7 @@ def api(tmp_path: Path) -> Iterator[MesApi]:
     api = MesApi(f"sqlite:///{tmp_path / 'andon.db'}")
     states = [(T0 - 3 * HOUR, 1), (JAM, 10), (T0 - HOUR, 1)]
     api.mes.service.offer([Sample(TAG + "State", ts, code) for ts, code in states])
+    api.mes.flush()  # stored before the first read: the tests compare reads before and after
     yield api
     api.close()
 

@@ -17,6 +17,7 @@ def test_the_full_run_uses_the_durations_the_targets_name() -> None:
     assert steps[("ingest", None)].options["seconds"] == 60.0
     assert steps[("scale", None)].options["seconds"] == 300.0
     assert ("ingest", "postgresql://x") not in steps
+    assert steps[("failover", None)].options["trials"] == 5
     with_pg = bench_all.bench_steps("postgresql://x")
     assert [s.options.get("database_url") for s in with_pg if s.name == "ingest"] == [
         None,

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 from domain_fixtures import FILLER
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from andon.domain import (
+    AssetPath,
+    CountDelta,
     CounterSample,
     CountSeries,
     DomainError,
+    IdealRate,
+    IdealRates,
     ProducedCount,
     ProductionCounts,
     counter_delta,
@@ -97,3 +103,62 @@ def test_any_two_counts_give_the_third() -> None:
         ProductionCounts(10, 5, 3)
     with pytest.raises(DomainError, match="exceeds total"):
         ProducedCount(FILLER, 0, total=3, reject=4)
+
+
+def test_a_jump_faster_than_the_asset_can_make_is_not_counted() -> None:
+    # 2 units/s at most; a restarted simulator reads 434,102 where the counter stood at 900.
+    series = CountSeries(2**32 - 1, max_units_per_ms=Fraction(2, 1000))
+    changes = series.apply(
+        [CounterSample(0, 880), CounterSample(10_000, 900), CounterSample(70_000, 434_102)]
+    )
+    assert changes.added == (
+        CountDelta(0, 10_000, 20),
+        CountDelta(10_000, 70_000, 0, dropped=433_202),
+    )
+    # The new value is the baseline: what follows counts normally.
+    later = series.apply([CounterSample(71_000, 434_104)])
+    assert later.added == (CountDelta(70_000, 71_000, 2),)
+
+
+def test_the_rate_bound_allows_slack_for_samples_close_together() -> None:
+    series = CountSeries(1000, max_units_per_ms=Fraction(2, 1000))
+    changes = series.apply([CounterSample(0, 0), CounterSample(5, 10), CounterSample(10, 21)])
+    assert [d.delta for d in changes.added] == [10, 0]
+    assert changes.added[1].dropped == 11
+
+
+def test_without_a_rate_every_reading_counts_as_before() -> None:
+    series = CountSeries(2**32 - 1)
+    changes = series.apply([CounterSample(0, 900), CounterSample(1, 434_102)])
+    assert changes.added == (CountDelta(0, 1, 433_202),)
+
+
+def test_the_fastest_ideal_rate_of_an_asset() -> None:
+    asset = AssetPath.parse("P/L/M")
+    rates = IdealRates(
+        [IdealRate.per_minute("a", asset, 60), IdealRate.per_minute("b", asset, 120)]
+    )
+    assert rates.fastest_units_per_ms(asset) == Fraction(2, 1000)
+    assert rates.fastest_units_per_ms(AssetPath.parse("P/L/Other")) is None
+
+
+def test_a_batch_counter_standing_still_then_jumping_is_production() -> None:
+    # 10 units/min at most; the counter stands at 0 for an hour, is republished unchanged 1 s
+    # before the batch (a birth after a reconnect), then shows the batch of 200.
+    series = CountSeries(2**32 - 1, max_units_per_ms=Fraction(10, 60_000) * 3)
+    changes = series.apply(
+        [CounterSample(0, 0), CounterSample(3_599_000, 0), CounterSample(3_600_000, 200)]
+    )
+    assert [d.delta for d in changes.added] == [0, 200]
+    assert all(d.dropped == 0 for d in changes.added)
+
+
+def test_the_bound_counts_from_the_last_change_not_the_first_reading() -> None:
+    series = CountSeries(2**32 - 1, max_units_per_ms=Fraction(1, 1000))
+    # 100 units in 5 s after standing still since t=0 is fine; since the last change (t=4 s)
+    # the next 100 units in 1 s are not.
+    changes = series.apply(
+        [CounterSample(0, 0), CounterSample(4_000, 0), CounterSample(5_000, 5),
+         CounterSample(6_000, 105)]
+    )  # fmt: skip
+    assert [(d.delta, d.dropped) for d in changes.added] == [(0, 0), (5, 0), (0, 100)]

@@ -111,7 +111,7 @@ def test_parquet_round_trips_with_types(client: TestClient) -> None:
 def test_empty_export_has_the_header(client: TestClient) -> None:
     params = {**PERIOD, "start": str(T0 + 5 * DAY), "end": str(T0 + 6 * DAY)}
     response = client.get("/api/v1/export/counts", params=params)
-    assert response.text == "asset,time,ts_ms,total,good,reject,startup\n"
+    assert response.text == "asset,time,ts_ms,total,good,reject,startup,edit_id\n"
     empty = client.get("/api/v1/export/counts", params={**params, "format": "parquet"})
     assert pq.read_table(io.BytesIO(empty.content)).num_rows == 0
 

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from andon.api import mes as mes_api
 from andon.domain import AssetPath, account_for
+from andon.server._mes_derive import dropped_counter_jumps
 from andon.storage.schema import (
     MES_ACCOUNT_COLUMNS,
     mes_count_table,
@@ -203,3 +204,18 @@ def test_restart_derives_what_the_history_holds_beyond_the_stored_records(
     expected = snapshot(reference)
     reference.close()
     assert got == expected
+
+
+def test_a_restarted_counter_does_not_add_phantom_production(make_rig: object) -> None:
+    """The demo's simulator (or a replaced PLC) comes back with an unrelated counter value: the
+    jump is not production; counting resumes from the new value."""
+    rig = make_rig("restart")  # type: ignore[operator]
+    rig.now = T0 + 600_000
+    rig.service.offer([Sample(TAG + "State", T0, 1)])
+    readings = [(0, 100), (60_000, 130), (120_000, 9_102), (180_000, 9_142)]
+    rig.service.offer([Sample(TAG + "In", T0 + dt, v) for dt, v in readings])
+    rig.service.offer([Sample(TAG + "Waste", T0 + dt, 0) for dt, _ in readings])
+    rig.flush()
+    account = rig.queries.account(ASSET, T0, T0 + 600_000)
+    assert account.total_count == 30 + 40
+    assert dropped_counter_jumps()[(CELL, "infeed")] >= 1  # on /metrics

@@ -216,3 +216,46 @@ def test_uns_can_be_switched_off(tmp_path: Path) -> None:
     mes.store.close()
     mes.mes_repository.close()
     mes.users.repository.close()
+
+
+class _RefusingClient:
+    """A broker client whose queue is full for the first ``refusals`` publishes."""
+
+    def __init__(self, inner: InMemoryBrokerClient, refusals: int) -> None:
+        self.inner, self.refusals = inner, refusals
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Any:
+        if self.refusals > 0:
+            self.refusals -= 1
+            return SimpleNamespace(done=True, acknowledged=False)
+        return self.inner.publish(topic, payload, qos, retain)
+
+
+def test_a_document_the_client_refused_is_sent_again_after_the_interval(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    mes = MesRig(f"sqlite:///{tmp_path / 'r.db'}")
+    broker = InMemoryBroker()
+    inner = broker.client("host", on_message=lambda t, p: None, listener=_Listener())
+    inner.start()
+    clock = _Clock()
+    client = _RefusingClient(inner, refusals=2)  # both documents of the first round
+    host = SimpleNamespace(online=True, client=client)
+    uns = UnsPublisher(
+        mes.queries, [host],  # type: ignore[list-item]
+        flush=mes.writer.flush, monotonic=clock,
+    )  # fmt: skip
+    try:
+        mes.now = T0 + 3_600_000
+        _feed(mes, uns, [Sample(TAG + "State", T0, 1)])
+        assert uns.pump() == pytest.approx(101.0)  # refused: due again after the interval
+        assert f"andon/v1/{CELL}/state" not in broker.retained
+        assert uns.refused_total == 1
+        clock.now += 1.0
+        assert uns.pump() is None  # the broker takes it now: nothing waits
+        assert _doc(broker, "state")["state"]["code"] == 1
+        assert _doc(broker, "oee")["asset"] == CELL
+        warnings = [r for r in caplog.records if "refused documents" in r.getMessage()]
+        assert len(warnings) == 1  # logged once for the episode, not per document
+    finally:
+        mes.close()
