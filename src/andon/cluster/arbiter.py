@@ -100,6 +100,12 @@ def acquisition_refusal(
         if holder is not None and holder != node:
             return f"held by {holder} (epoch {lease.epoch}) until {lease.expires_at_ms}"
     alive = {n for n, seen in last_seen.items() if seen > now_ms - ttl_ms}
+    if lease is not None and lease.switchover_pending:
+        target = lease.switchover_to
+        if target is not None and target != node and target in alive:
+            # The named target is honoured by every node, also by one whose configuration
+            # does not list it yet: during a migration old nodes run the old candidate list.
+            return f"a switchover to {target} is pending"
     if not preference:
         if lease is None or not lease.switchover_pending:
             return None

@@ -78,15 +78,17 @@ class Rig:
     def stop(self, node: str) -> None:
         self.nodes.pop(node).stop()
 
-    def role(self, node: str) -> str:
-        return self.nodes[node].health()["cluster"]["roles"]["plant"]  # type: ignore[no-any-return]
+    def role(self, node: str, domain: str = "plant") -> str:
+        return self.nodes[node].health()["cluster"]["roles"][domain]  # type: ignore[no-any-return]
 
-    def wait_role(self, node: str, role: str, timeout: float = 10.0) -> None:
-        wait_until(lambda: self.role(node) == role, timeout, f"node {node} never {role}")
+    def wait_role(self, node: str, role: str, timeout: float = 10.0, domain: str = "plant") -> None:
+        wait_until(
+            lambda: self.role(node, domain) == role, timeout, f"node {node} never {role} ({domain})"
+        )
 
-    def stored(self) -> list[int]:
+    def stored(self, tag: str = TAG) -> list[int]:
         store = next(iter(self.nodes.values())).store
-        return [s.ts_ms for s in store.history(TAG, 0, 2**62, limit=100_000)]
+        return [s.ts_ms for s in store.history(tag, 0, 2**62, limit=100_000)]
 
     def close(self) -> None:
         for node in list(self.nodes):
@@ -96,10 +98,15 @@ class Rig:
 class Edge:
     """A Sparkplug edge node the test drives (no primary host: it never waits)."""
 
-    def __init__(self, broker: InMemoryBroker, device: str = "Press1") -> None:
+    def __init__(
+        self, broker: InMemoryBroker, device: str = "Press1", edge_node_id: str = "Edge1"
+    ) -> None:
         self.device = device
-        self.session = EdgeNodeSession("Plant", "Edge1", bd_seq=None)
-        self.client = broker.client("edge1", on_message=lambda t, p: None, listener=self)
+        self.tag = f"Plant/{edge_node_id}/{device}/Speed"  # what send() publishes
+        self.session = EdgeNodeSession("Plant", edge_node_id, bd_seq=None)
+        self.client = broker.client(
+            edge_node_id.lower(), on_message=lambda t, p: None, listener=self
+        )
         now = time.time_ns() // 1_000_000
         self.session.next_will(now)
         self.client.start()
@@ -120,7 +127,7 @@ class Edge:
         for _ in range(count):
             self.ts += 1
             metric = Metric("Speed", float(self.ts % 1000), timestamp=self.ts)
-            publish = self.session.data("Press1", [metric], self.ts)
+            publish = self.session.data(self.device, [metric], self.ts)
             self.client.publish(publish.topic, publish.payload, qos=1)
             self.sent.append(self.ts)
 
