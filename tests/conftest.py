@@ -78,3 +78,12 @@ def chromium_executable() -> str:
         service_unavailable("chromium not found (apt-get install chromium)")
         raise AssertionError  # unreachable
     return path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread
+    for the session, after which ``asyncio.run()`` in any other test would fail."""
+    def is_browser_test(item: pytest.Item) -> bool:
+        return item.get_closest_marker("e2e") is not None or "/e2e/" in f"/{item.nodeid}"
+
+    items.sort(key=is_browser_test)  # stable: the order within each group is kept

@@ -12,6 +12,8 @@ import pytest
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
+pytestmark = pytest.mark.e2e
+
 SCRIPT = Path(__file__).resolve().parents[2] / "src/andon/web/static/api-forms.js"
 TZ = "Europe/Berlin"  # 2026: forward on 29 March 02:00, back on 25 October 03:00
 
