@@ -17,7 +17,7 @@ from andon.domain.users import Role, User
 from andon.server.mes_limits import DAY_MS
 from andon.server.mes_queries import MesQueries
 from andon.server.mes_service import EditOutOfReachError, MesUnavailableError
-from andon.storage.audit import AuditLog
+from andon.storage.audit import AuditEntry, AuditLog
 
 __all__ = [
     "EARLIEST_MS",
@@ -25,8 +25,10 @@ __all__ = [
     "Edits",
     "conflicts_as_409",
     "edits",
+    "last_audited_change",
     "need_role",
     "require_comment",
+    "revert_note",
 ]
 
 #: Edited times must lie between 2000-01-01 and the server's clock (plus clock skew slack).
@@ -100,3 +102,16 @@ def conflicts_as_409() -> Iterator[None]:
         raise HTTPException(422, str(exc)) from exc
     except DomainError as exc:
         raise HTTPException(409, str(exc)) from exc
+
+
+def last_audited_change(e: Edits, entity: str, entity_id: str, what: str) -> AuditEntry:
+    """The newest audit entry of a record, which a revert undoes (404 when there is none)."""
+    entries = e.audit.list(entity=entity, entity_id=entity_id, limit=1)
+    if not entries:
+        raise HTTPException(404, f"no audited change of {what} {entity_id!r}")
+    return entries[0]
+
+
+def revert_note(comment: str, last: AuditEntry) -> str:
+    """The comment a revert's own audit entry carries: why, and which entry it undoes."""
+    return f"{comment} (reverts audit entry {last.id}, {last.action})"

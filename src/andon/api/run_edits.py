@@ -15,7 +15,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from andon.api._edits import Edits, conflicts_as_409, edits, need_role, require_comment
+from andon.api._edits import (
+    Edits,
+    conflicts_as_409,
+    edits,
+    last_audited_change,
+    need_role,
+    require_comment,
+    revert_note,
+)
 from andon.api.auth import require_role
 from andon.api.mes import RunOut, _run_out
 from andon.domain import AssetPath, DomainError, Run
@@ -237,12 +245,9 @@ def revert_run(
     request: Request, run_id: str, body: RevertIn, user: Supervisor, e: EditsDep
 ) -> RunOut | None:
     comment = require_comment(body.comment, "revert this change")
-    entries = e.audit.list(entity="run", entity_id=run_id, limit=1)
-    if not entries:
-        raise HTTPException(404, f"no audited change of run {run_id!r}")
-    last = entries[0]
+    last = last_audited_change(e, "run", run_id, "run")
     restore = _run_from_json(last.before)
-    note = f"{comment} (reverts audit entry {last.id}, {last.action})"
+    note = revert_note(comment, last)
     hook = _audited(e, user, "run.reverted", note, expect=last.after, entry=last.id)
     service = e.mes.service
     with conflicts_as_409():

@@ -16,7 +16,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from andon.api._edits import EARLIEST_MS, Edits, conflicts_as_409, edits, require_comment
+from andon.api._edits import (
+    EARLIEST_MS,
+    Edits,
+    conflicts_as_409,
+    edits,
+    last_audited_change,
+    require_comment,
+    revert_note,
+)
 from andon.api._time import iso_ms
 from andon.api.auth import require_role
 from andon.api.mes import _asset, _mes, _period
@@ -274,12 +282,9 @@ def revert_scheduled_run(
     request: Request, run_id: str, body: RevertIn, user: Supervisor, e: EditsDep
 ) -> ScheduledRunOut | None:
     comment = require_comment(body.comment, "revert this change")
-    entries = e.audit.list(entity="scheduled_run", entity_id=run_id, limit=1)
-    if not entries:
-        raise HTTPException(404, f"no audited change of scheduled run {run_id!r}")
-    last = entries[0]
+    last = last_audited_change(e, "scheduled_run", run_id, "scheduled run")
     restore = _from_json(last.before)
-    note = f"{comment} (reverts audit entry {last.id}, {last.action})"
+    note = revert_note(comment, last)
     hook = _audited(e, user, "scheduled_run.reverted", note, expect=last.after, entry=last.id)
     repository = schedule_repository(e.mes)
     with conflicts_as_409():

@@ -21,7 +21,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from andon.api._edits import Edits, conflicts_as_409, edits, require_comment
+from andon.api._edits import (
+    Edits,
+    conflicts_as_409,
+    edits,
+    require_comment,
+    revert_note,
+)
 from andon.api._time import iso_ms, iso_ms_or_none
 from andon.api.auth import require_role
 from andon.api.mes import IntervalOut, _asset
@@ -236,7 +242,7 @@ def revert_interval(
             return builder.merge(parts[-1]["start_ms"])
         return builder.assign_reason(start_ms, previous)
 
-    note = f"{comment} (reverts audit entry {last.id}, {last.action})"
+    note = revert_note(comment, last)
     hook = _audited(e, user, "state_interval.reverted", entity_id, note)
     with conflicts_as_409():
         changes = e.mes.service.edit_intervals(asset, undo, hook, since_ms=start_ms)
@@ -343,7 +349,7 @@ def _remove_added(
     def delete(connection: Transaction) -> None:
         service.edit_repository.delete_added_state(connection, asset, start_ms)
 
-    note = f"{comment} (reverts audit entry {last.id}, {last.action})"
+    note = revert_note(comment, last)
     hook = _audited(e, user, ADDED_REVERTED, f"{asset}@{start_ms}", note, also=delete)
     with conflicts_as_409():
         changes = service.edit_intervals(asset, undo, hook, since_ms=start_ms)
