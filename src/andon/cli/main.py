@@ -405,6 +405,10 @@ def user_token(
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+DatabaseOption = Annotated[
+    str | None, typer.Option(help="Database URL (default: a new SQLite file)")
+]
+BrokerOption = Annotated[str, typer.Option(help="nats (embedded) or mosquitto")]
 
 
 def _print_figures(figures: list[Any], as_json: bool) -> None:
@@ -437,10 +441,8 @@ def _run_bench(run: Callable[..., Any], as_json: bool, **options: Any) -> None:
 
 @bench_app.command("replay")
 def bench_replay(
-    database: Annotated[
-        str | None, typer.Option(help="Database URL (default: a new SQLite file)")
-    ] = None,
-    broker: Annotated[str, typer.Option(help="nats (embedded) or mosquitto")] = "nats",
+    database: DatabaseOption = None,
+    broker: BrokerOption = "nats",
     minutes: Annotated[int, typer.Option(help="Length of the backlog at 1 Hz")] = 60,
     machines: Annotated[int, typer.Option(help="Machines of 25 tags")] = 20,
     as_json: JsonOption = False,
@@ -460,10 +462,8 @@ def bench_replay(
 
 @bench_app.command("ingest")
 def bench_ingest(
-    database: Annotated[
-        str | None, typer.Option(help="Database URL (default: a new SQLite file)")
-    ] = None,
-    broker: Annotated[str, typer.Option(help="nats (embedded) or mosquitto")] = "nats",
+    database: DatabaseOption = None,
+    broker: BrokerOption = "nats",
     seconds: Annotated[float, typer.Option(help="How long the load generator publishes")] = 60.0,
     as_json: JsonOption = False,
 ) -> None:
@@ -475,9 +475,7 @@ def bench_ingest(
 
 @bench_app.command("query")
 def bench_query(
-    database: Annotated[
-        str | None, typer.Option(help="Database URL (default: a new SQLite file)")
-    ] = None,
+    database: DatabaseOption = None,
     days: Annotated[int, typer.Option(help="Length of the derived history")] = 365,
     repeat: Annotated[int, typer.Option(help="Timed calls of the OEE query")] = 50,
     as_json: JsonOption = False,
@@ -509,10 +507,8 @@ def bench_all(
 
 @bench_app.command("latency")
 def bench_latency(
-    database: Annotated[
-        str | None, typer.Option(help="Database URL (default: a new SQLite file)")
-    ] = None,
-    broker: Annotated[str, typer.Option(help="nats (embedded) or mosquitto")] = "nats",
+    database: DatabaseOption = None,
+    broker: BrokerOption = "nats",
     capacity: Annotated[
         float | None,
         typer.Option(help="The server's capacity in values/s (default: measured first)"),
@@ -537,10 +533,8 @@ def bench_latency(
 
 @bench_app.command("scale")
 def bench_scale(
-    database: Annotated[
-        str | None, typer.Option(help="Database URL (default: a new SQLite file)")
-    ] = None,
-    broker: Annotated[str, typer.Option(help="nats (embedded) or mosquitto")] = "nats",
+    database: DatabaseOption = None,
+    broker: BrokerOption = "nats",
     assets: Annotated[
         int, typer.Option(help="Machines, each with its own state and counters")
     ] = 1000,
@@ -571,7 +565,7 @@ def bench_failover(
         str | None,
         typer.Option(help="Database URL, historian and arbiter (default: a new SQLite file)"),
     ] = None,
-    broker: Annotated[str, typer.Option(help="nats (embedded) or mosquitto")] = "nats",
+    broker: BrokerOption = "nats",
     as_json: JsonOption = False,
 ) -> None:
     """Kill -9 the active node of a redundant pair under a steady stream: time to active,
