@@ -77,6 +77,22 @@ def test_first_write_wins_across_and_within_batches(store: HistorianStore) -> No
     assert [s.value for s in store.history("t", T0, T0 + 2)] == [1, 3]
 
 
+
+def test_a_large_batch_with_stored_rows_among_new_ones(store: HistorianStore) -> None:
+    # Longer than any one statement of a SQL store (SQLite writes up to 4,000 rows per
+    # statement, then smaller fixed sizes): every row lands once, with its own value, whatever
+    # chunk it falls in, and already stored rows count as not inserted.
+    tags = [f"g/e/d{d}/v{v}" for d in range(3) for v in range(7)]
+    stored = [Sample(tags[i % 21], T0 + i, -1.0, datatype=10) for i in range(0, 9_000, 7)]
+    assert store.write_batch(stored) == len(stored)
+    batch = [Sample(tags[i % 21], T0 + i, float(i), datatype=10) for i in range(9_000 - 1)]
+    assert store.write_batch(batch) == len(batch) - len(stored)
+    assert store.count() == 9_000 - 1
+    values = {(s.tag, s.ts_ms): s.value for tag in tags for s in store.history(tag, T0, T0 + 9_000)}
+    assert values == {
+        (tags[i % 21], T0 + i): (-1.0 if i % 7 == 0 else float(i)) for i in range(9_000 - 1)
+    }
+
 def test_empty_batch_writes_nothing(store: HistorianStore) -> None:
     assert store.write_batch([]) == 0
     assert store.count() == 0
