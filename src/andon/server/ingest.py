@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from andon.server.edge_registry import EdgeRegistry
-from andon.server.live_tags import LiveTagTable, LiveUpdate
+from andon.server.live_tags import LiveTag, LiveTagTable
 from andon.sparkplug.actions import Disconnect, Problem, Publish
 from andon.sparkplug.host import (
     DeviceOffline,
@@ -45,9 +45,9 @@ _DATATYPE_CODES: dict[object, int] = {datatype: int(datatype) for datatype in Da
 _QUALITY_CODES: dict[object, int] = {quality: int(quality) for quality in Quality}
 _QUALITY_NAMES: dict[object, str] = {quality: quality.name for quality in Quality}
 
-
-#: Values gathered across messages before they are handed to the writer and the live table.
-_FLUSH_AT = 5000
+#: Named tuples built per value with ``tuple.__new__``: the generated ``__new__`` is a Python
+#: function, and one call per value of it cost as much as the rest of building the value.
+_new_tuple = tuple.__new__
 
 
 class SampleSink(Protocol):
@@ -96,8 +96,6 @@ class SparkplugIngest:
     ) -> None:
         #: The MES service's ``offer``: live and historical samples alike (order-independent).
         self._derive = derive
-        self._pending_samples: list[Sample] = []
-        self._pending_live: list[LiveUpdate] = []
         self._max_future_ms = max_future_ms
         self._links: list[HostLink] = []
         self._live = live_tags
@@ -164,7 +162,6 @@ class SparkplugIngest:
             except queue.Empty:
                 item = ()  # type: ignore[assignment]
             if item is None:
-                self._flush()
                 return
             try:
                 if item:
@@ -174,12 +171,6 @@ class SparkplugIngest:
                         actions = link.session.on_message(topic, payload, receive_ms)
                     self.stats.messages_total += 1
                     self._carry_out(link, actions)
-                if (
-                    self._queue.empty()
-                    or len(self._pending_samples) >= _FLUSH_AT
-                    or len(self._pending_live) >= _FLUSH_AT
-                ):
-                    self._flush()
                 if time.monotonic() >= next_timer:
                     next_timer = time.monotonic() + self._timer_interval_s
                     for link in self._links:
@@ -195,23 +186,11 @@ class SparkplugIngest:
                         if self._in_progress == 0:
                             self._idle.notify_all()
 
-    def _flush(self) -> None:
-        """Hand the values gathered from the messages processed so far over, in one batch.
-
-        Batching across messages (until the queue is empty, or ``_FLUSH_AT`` values) spares a
-        lock round trip with the writer and the live table per message.
-        """
-        samples, self._pending_samples = self._pending_samples, []
-        live, self._pending_live = self._pending_live, []
-        self._pending_samples.extend(samples)
-        self._pending_live.extend(live)
-
     def _carry_out(self, link: HostLink, actions: Sequence[object]) -> None:
         for action in actions:
             if isinstance(action, MetricsReceived):
                 self._on_metrics(action)
                 continue
-            self._flush()  # deaths and stale marks come after the values received before them
             if isinstance(action, MetricsStale):
                 prefix = (
                     f"{action.group_id}/{action.edge_node_id}"
@@ -251,7 +230,8 @@ class SparkplugIngest:
 
     def _on_metrics(self, action: MetricsReceived) -> None:
         samples: list[Sample] = []
-        live: list[LiveUpdate] = []
+        live: list[LiveTag] = []
+        new_tuple = _new_tuple
         group, node, device = action.group_id, action.edge_node_id, action.device_id
         self._edges.seen(group, node, action.receive_ms)
         paths = self._paths.setdefault((group, node, device), {})
@@ -279,8 +259,9 @@ class SparkplugIngest:
                     value = repr(list(value))  # arrays are kept as their text form in history
                 quality = quality_codes.get(metric.quality, metric.quality)
                 add_sample(
-                    Sample(
-                        path, metric.timestamp_ms, value, quality, metric.is_historical, datatype
+                    new_tuple(
+                        Sample,
+                        (path, metric.timestamp_ms, value, quality, metric.is_historical, datatype),
                     )
                 )
             if metric.is_historical:
@@ -292,13 +273,17 @@ class SparkplugIngest:
                 future += 1
                 continue
             live.append(
-                LiveUpdate(
-                    path,
-                    metric.value,
-                    datatype,
-                    _QUALITY_NAMES.get(metric.quality) or Quality(metric.quality).name,
-                    metric.timestamp_ms,
-                    action.receive_ms,
+                new_tuple(
+                    LiveTag,
+                    (
+                        path,
+                        metric.value,
+                        datatype,
+                        _QUALITY_NAMES.get(metric.quality) or Quality(metric.quality).name,
+                        metric.timestamp_ms,
+                        action.receive_ms,
+                        True,
+                    ),
                 )
             )
         self.stats.historical_values_total += historical

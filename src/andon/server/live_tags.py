@@ -47,19 +47,23 @@ class LiveTagTable:
         self._listeners: list[ChangeListener] = []
         self.version = 0
 
-    def apply(self, updates: Iterable[LiveUpdate]) -> list[LiveTag]:
+    def apply(self, updates: Iterable[LiveUpdate | LiveTag]) -> list[LiveTag]:
         """Apply current values; an update older than the held value is ignored.
 
+        Ingest passes ``LiveTag``\\ s (online) ready to hold, sparing a copy per value.
         Returns the tags that changed, after notifying listeners.
         """
         changed: list[LiveTag] = []
+        tags = self._tags
         with self._lock:
             for update in updates:
-                held = self._tags.get(update.path)
-                if held is not None and update.source_ts_ms < held.source_ts_ms:
+                path = update[0]
+                held = tags.get(path)
+                if held is not None and update[4] < held[4]:  # source_ts_ms
                     continue
-                tag = LiveTag(*update)  # same fields in the same order, online=True
-                self._tags[update.path] = tag
+                # LiveUpdate has LiveTag's fields in the same order, online=True.
+                tag = update if type(update) is LiveTag else LiveTag(*update)
+                tags[path] = tag
                 changed.append(tag)
             if changed:
                 self.version += 1

@@ -291,6 +291,8 @@ def resolve_data_message(  # noqa: PLR0915
     plain = _PLAIN_VALUE_FIELDS
     out: list[ReceivedMetric] = []
     append = out.append
+    # tuple.__new__ skips the named tuple's generated Python __new__ (one call per value).
+    new_tuple = tuple.__new__
     failure: LookupError | PayloadError | None = None
     for index, pm in enumerate(message.metrics):
         if failure is not None:  # only a malformed metric can still change the outcome
@@ -342,6 +344,9 @@ def resolve_data_message(  # noqa: PLR0915
         if not ts and not pm.HasField("timestamp"):
             ts = default_ts
         append(
-            ReceivedMetric(name, datatype, value, ts, pm.is_historical, pm.is_transient, quality)
+            new_tuple(
+                ReceivedMetric,
+                (name, datatype, value, ts, pm.is_historical, pm.is_transient, quality),
+            )
         )
     return tuple(out) if failure is None else failure
