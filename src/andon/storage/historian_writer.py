@@ -44,17 +44,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-from sqlalchemy import exc as sa_exc
 
 from andon.cluster.model import FencingToken
 from andon.storage.codec import INT64_MAX, INT64_MIN
 from andon.storage.store import HistorianStore
 from andon.storage.types import Sample
 from andon.storage.write_spool import HistorianSpool, HistorianSpoolError
+from andon.storage.writer_commands import (
+    DerivedWrite,
+    Flush,
+    HistorianWriterStats,
+    Stop,
+    WriteDerived,
+    WriterCommand,
+    WriteSamples,
+    is_transient_error,
+)
 from andon.storage.writer_fence import NotLeader, WriterFence
 
 __all__ = [
@@ -78,82 +84,8 @@ _DRAIN_BATCHES = 8
 _SPOOL_HIGH_WATER = 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class WriteSamples:
-    samples: Sequence[Sample]
-
-
-@dataclass(frozen=True, slots=True)
-class Flush:
-    """Set ``done`` once every sample queued before this command is committed."""
-
-    done: threading.Event
-
-
-@dataclass(frozen=True, slots=True)
-class Stop:
-    """Drain everything queued before this command, then end the thread."""
-
-
-class DerivedWrite(Protocol):
-    """Records derived from samples, written in one transaction by ``write`` (which raises the
-    store's errors: a transient one is retried). ``merge`` folds a newer write into this one."""
-
-    @property
-    def rows(self) -> int: ...
-
-    def merge(self, newer: Any) -> None: ...
-
-    def write(self, fence: FencingToken | None = None) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class WriteDerived:
-    write: DerivedWrite
-
-
-WriterCommand = WriteSamples | WriteDerived | Flush | Stop
-
-
-@dataclass(frozen=True, slots=True)
-class HistorianWriterStats:
-    queued: int  # samples in memory, not yet committed or spooled (includes the batch in flight)
-    committed_total: int  # samples in committed batches (duplicates included)
-    inserted_total: int  # new rows (duplicates of stored samples excluded)
-    batches_total: int
-    last_batch_size: int
-    last_batch_seconds: float
-    failures_total: int  # failed write attempts, transient or not
-    quarantined_total: int
-    database_up: bool
-    spool_batches: int = 0
-    spool_samples: int = 0
-    spool_bytes: int = 0
-    spooling: bool = False  # the spool holds batches: new samples wait behind them
-    derived_queued: int = 0  # derived rows (MES) not yet committed
-    derived_dropped_total: int = 0  # derived rows refused by the database as invalid (a bug)
-    fenced: bool = False  # not the leader (passive or fenced out): writes held, samples spooled
-    fenced_out_total: int = 0  # transactions refused by the fence check (nothing committed)
-    derived_discarded_total: int = 0  # derived rows not written because not the leader
-
-
 class _Aborted(Exception):
     """stop() gave up waiting; the thread ends with the samples in memory unwritten."""
-
-
-def is_transient_error(error: BaseException) -> bool:
-    """Errors that say "the database is unreachable or busy", not "this data is bad"."""
-    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
-        return True
-    return isinstance(
-        error,
-        sa_exc.OperationalError
-        | sa_exc.InterfaceError
-        | sa_exc.DisconnectionError
-        | sa_exc.TimeoutError
-        | ConnectionError
-        | TimeoutError,
-    )
 
 
 class HistorianWriter:
@@ -164,7 +96,7 @@ class HistorianWriter:
         store: HistorianStore,
         *,
         queue_capacity: int = 100_000,
-        max_batch: int = 5_000,
+        max_batch: int = 20_000,
         max_batch_delay_s: float = 0.05,
         derived_max_delay_s: float = 0.0,
         retry_backoff_s: tuple[float, float] = (0.2, 5.0),
@@ -365,11 +297,7 @@ class HistorianWriter:
                     self._spool_counts[1],
                 )
             while True:
-                if (
-                    self._derived is not None
-                    and self._derived_due()
-                    and not self._try_derived()
-                ):
+                if self._derived is not None and self._derived_due() and not self._try_derived():
                     # The database is down: samples keep moving to the spool meanwhile.
                     if self._spool is not None and self._spool_queue(everything=True):
                         self._write_derived()  # Stop was queued: one last attempt
