@@ -22,6 +22,8 @@ from pathlib import Path
 
 from andon.bench.brokers import bench_broker
 from andon.bench.report import Figure
+from andon.bench.server_progress import wait_until_stored
+from andon.settings import ServerSettings
 from andon.storage.admin import create_postgres_database, drop_postgres_database
 from andon.storage.migrate import upgrade_database
 from andon.storage.store import open_historian_store
@@ -48,8 +50,13 @@ def _fresh_database(url: str | None, work: Path, name: str) -> Iterator[str]:
         drop_postgres_database(url, db_name)
 
 
-def database_limit(url: str, values: int, tags: int, batch: int = 5000) -> float:
-    """Rows/s when ``values`` rows of ``tags`` tags go straight into the store, in batches."""
+def database_limit(url: str, values: int, tags: int, batch: int | None = None) -> float:
+    """Rows/s when ``values`` rows of ``tags`` tags go straight into the store, in batches.
+
+    Batches as large as the server's writer takes by default (``historian_max_batch``): the
+    limit is what the database does with the same transactions, nothing held back.
+    """
+    batch = batch or ServerSettings.model_fields["historian_max_batch"].default
     upgrade_database(url)
     store = open_historian_store(url)
     try:
@@ -139,7 +146,7 @@ def _ingest_run(
         started = time.monotonic()
         loadgen = subprocess.run(
             [sys.executable, "-m", "andon.bench.loadgen", "--port", str(mqtt_port),
-             "--seconds", str(seconds)],
+             "--seconds", str(seconds), "--server-http-port", str(http_port)],
             capture_output=True, text=True, check=False, timeout=seconds + 120,
         )  # fmt: skip
         if loadgen.returncode != 0:
@@ -147,22 +154,8 @@ def _ingest_run(
         result: dict[str, float] = json.loads(loadgen.stdout.strip().splitlines()[-1])
         # Every published value, plus the births' values (one per tag, stamped before the data).
         expected = int(result["published_values"]) + int(result["tags"])
-        store = open_historian_store(url)
-        try:
-            deadline = time.monotonic() + 600
-            while (stored := store.count()) < expected:
-                if time.monotonic() > deadline or not server.running:
-                    raise RuntimeError(
-                        f"only {stored:,} of {expected:,} values stored\n{server.describe()}"
-                    )
-                if progress is not None:
-                    progress("draining into the historian", stored, expected)
-                time.sleep(0.2)  # sampling a count, not waiting for a test condition
-            elapsed = time.monotonic() - started
-            if stored != expected:
-                raise RuntimeError(f"{stored:,} values stored for {expected:,} published")
-        finally:
-            store.close()
+        finished = wait_until_stored(url, http_port, expected, server=server, progress=progress)
+        elapsed = finished - started
         return result, elapsed
     finally:
         server.stop()

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 
 from andon.bench.edge_client import connect_edge_client
+from andon.bench.server_progress import committed_samples
 from andon.mqtt.interface import PublishTicket
 from andon.sparkplug.edge_node import EdgeNodeSession
 from andon.sparkplug.model import DataType, Metric
@@ -33,8 +34,16 @@ def generate_load(
     seconds: float = 60.0,
     window: int = 200,
     host: str = "127.0.0.1",
+    server_http_port: int | None = None,
+    max_ahead: int = 100_000,
 ) -> dict[str, float]:
-    """Publish for ``seconds``; returns published values, messages and the publish rate."""
+    """Publish for ``seconds``; returns published values, messages and the publish rate.
+
+    With ``server_http_port``, publishing pauses while the server's historian has committed
+    more than ``max_ahead`` values fewer than were published: the load runs at the rate the
+    server absorbs, instead of piling a backlog into the broker that takes minutes to drain.
+    """
+    pacer = _ServerPacer(server_http_port, max_ahead) if server_http_port else None
     session = EdgeNodeSession(group, node, bd_seq=None)
     client = connect_edge_client(session, port, f"andon-loadgen-{group}-{node}", host)
     now = time.time_ns() // 1_000_000
@@ -82,6 +91,8 @@ def generate_load(
             if len(pending) >= window and not pending.popleft().wait(30):
                 raise RuntimeError("the broker stopped acknowledging")
         round_no += 1
+        if pacer is not None:
+            pacer.wait_for_room(values)
     while pending:
         if not pending.popleft().wait(30):
             raise RuntimeError("the broker stopped acknowledging")
@@ -95,7 +106,33 @@ def generate_load(
         "seconds": elapsed,
         "publish_rate": values / elapsed,
         "tags": devices * metrics_per_device,
+        "paused_s": 0.0 if pacer is None else round(pacer.paused_s, 1),
     }
+
+
+class _ServerPacer:
+    """Keeps the published values at most ``max_ahead`` ahead of the server's commits."""
+
+    def __init__(self, http_port: int, max_ahead: int) -> None:
+        self._port = http_port
+        self._max_ahead = max_ahead
+        self._committed = 0
+        self._checked_at = 0.0
+        self.paused_s = 0.0
+
+    def wait_for_room(self, published: int) -> None:
+        if published - self._committed <= self._max_ahead:
+            return
+        paused = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now - self._checked_at >= 0.05:
+                self._checked_at = now
+                self._committed = committed_samples(self._port) or self._committed
+                if published - self._committed <= self._max_ahead:
+                    break
+            time.sleep(0.02)  # the server drains; a bench process, not a test
+        self.paused_s += time.monotonic() - paused
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -105,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--devices", type=int, default=20)
     parser.add_argument("--metrics", type=int, default=25)
     parser.add_argument("--node", default="Load1")
+    parser.add_argument("--server-http-port", type=int, default=None)
     args = parser.parse_args(argv)
     result = generate_load(
         args.port,
@@ -112,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         devices=args.devices,
         metrics_per_device=args.metrics,
         seconds=args.seconds,
+        server_http_port=args.server_http_port,
     )
     sys.stdout.write(json.dumps(result) + "\n")
 
