@@ -124,3 +124,27 @@ def test_rollups_by_start_sum_the_assets_with_their_losses(repo: MesRepository) 
         assert account == repo.rollup_total([A, B], "shift", start, start + 1)
         assert (account.running_ms, account.total_count) == (3000, 3)
         assert account.loss_by_reason == (("jam", 30),)
+
+
+def test_account_rows_are_the_rollups_with_their_no_data_time(repo: MesRepository) -> None:
+    changes = MesChanges()
+    for hour in (0, 1, 3):  # hour 2 has no rollup
+        start = hour * 60 * MIN
+        for asset, share in ((A, 1), (B, 2)):
+            account = TimeAccount(running_ms=share * 1000 + hour, blocked_ms=7, not_scheduled_ms=5,
+                                  total_count=share, ideal_time_us=10**12 * share,
+                                  loss_by_reason=(("jam", 7),))  # fmt: skip
+            if (asset, hour) != (B, 3):
+                changes.add_account(str(asset), "hour", start, start + 60 * MIN, "", account)
+    repo.write_changes(changes)
+    aggregates = MesAggregates(repo.engine)
+    for assets in ([A], [A, B]):
+        rows = aggregates.account_rows(assets, "hour", 0, 4 * 60 * MIN)
+        assert all(type(value) is int for row in rows for value in row)  # never Decimal
+        series = repo.rollup_series(assets, "hour", 0, 4 * 60 * MIN)
+        assert [(r[0], r[1], TimeAccount(*r[2:])) for r in rows] == [
+            (s.start_ms, s.end_ms, s.account) for s in series
+        ]
+    [*_, last] = aggregates.account_rows([A, B], "hour", 0, 4 * 60 * MIN)
+    assert TimeAccount(*last[2:]).no_data_ms == 2 * 60 * MIN - (1003 + 7 + 5)
+    assert aggregates.account_rows([A], "hour", 60 * MIN, 3 * 60 * MIN)[0][0] == 60 * MIN

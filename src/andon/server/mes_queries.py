@@ -27,6 +27,7 @@ from andon.domain import (
     downtime_pareto,
     hour_bucket_start,
 )
+from andon.domain.account_sums import account_from_values, sum_accounts
 from andon.domain.calendar import HOUR_MS, utc_ms_to_local
 from andon.server.mes_service import MesService
 
@@ -178,22 +179,42 @@ class MesQueries:
             for leaf in leaves
             if (current := self.service.current(leaf)) is not None and current.end_ms is None
         ]
+        # An hour needs the open intervals only if it starts before now and ends after the
+        # earliest of them begins (what ``_whole`` asks of each); every other stored hour is
+        # its row as read, no-data time included.
+        open_since = min((since for _, since in open_from), default=None)
         cursor = inner_start
-        rows = self.repository.rollup_series(leaves, _HOUR, inner_start, inner_end)
-        for row in (*rows, None):
-            until = inner_end if row is None else row.start_ms
-            while cursor < until:  # hours without a stored rollup
-                following = self._next_hour(first, cursor + 1)
-                buckets.append(self._whole(leaves, cursor, following, None, open_from, now))
-                cursor = following
-            if row is not None:
-                buckets.append(
-                    self._whole(leaves, row.start_ms, row.end_ms, row.account, open_from, now)
-                )
-                cursor = row.end_ms
+        rows = self.service.aggregates.account_rows(leaves, _HOUR, inner_start, inner_end)
+        for row in rows:
+            row_start, row_end = row[0], row[1]
+            if cursor < row_start:
+                buckets += self._unstored(leaves, cursor, row_start, open_from, now)
+            stored = account_from_values(*row[2:])
+            if open_since is None or row_end <= open_since or row_start >= now:
+                buckets.append(Bucket(row_start, row_end, "", stored))
+            else:
+                buckets.append(self._whole(leaves, row_start, row_end, stored, open_from, now))
+            cursor = row_end
+        buckets += self._unstored(leaves, cursor, inner_end, open_from, now)
         if inner_end < end_ms:
             buckets.append(self._partial(leaves, inner_end, end_ms))
         return buckets
+
+    def _unstored(
+        self,
+        leaves: list[AssetPath],
+        start_ms: int,
+        end_ms: int,
+        open_from: list[tuple[AssetPath, int]],
+        now: int,
+    ) -> list[Bucket]:
+        """The whole hours in [start_ms, end_ms), which have no stored rollup."""
+        found = []
+        while start_ms < end_ms:
+            following = self._next_hour(leaves[0], start_ms + 1)
+            found.append(self._whole(leaves, start_ms, following, None, open_from, now))
+            start_ms = following
+        return found
 
     def _partial(self, leaves: list[AssetPath], start_ms: int, end_ms: int) -> Bucket:
         account = sum((self.account(leaf, start_ms, end_ms) for leaf in leaves), TimeAccount())
@@ -231,11 +252,10 @@ class MesQueries:
         days = day_boundaries(start_ms, end_ms, self.service.zone_for(leaves[0]))
         found, i = [], 0
         for a, b in itertools.pairwise(days):
-            account = TimeAccount()
+            first = i
             while i < len(hours) and hours[i].start_ms < b:
-                account += hours[i].account
                 i += 1
-            found.append(Bucket(a, b, "", account))
+            found.append(Bucket(a, b, "", sum_accounts(h.account for h in hours[first:i])))
         return found
 
     def by_shift(self, asset: AssetPath, start_ms: int, end_ms: int) -> list[Bucket]:
