@@ -111,6 +111,15 @@ class SpoolSettings(BaseModel):
     flush_period_ms: int = Field(
         0, description="Pause between publish rounds while a backlog is flushed (0: none)."
     )
+    flush_rounds_in_flight: int = Field(
+        4,
+        ge=1,
+        description=(
+            "Publish rounds sent before the oldest one's acknowledgements are awaited (1: one "
+            "round at a time). After a crash up to this many rounds are sent twice (the host "
+            "drops the copies)."
+        ),
+    )
     flush_mode: Literal["in_order", "interleaved"] = Field(
         "in_order",
         description=(
@@ -293,7 +302,14 @@ class ServerSettings(_CommandSettings):
             "rather than dropping."
         ),
     )
-    historian_max_batch: int = Field(5000, description="Largest transaction of the writer.")
+    historian_max_batch: int = Field(
+        20_000,
+        description=(
+            "Largest transaction of the writer, in samples. Under load the writer takes what "
+            "queued during the previous commit, so bigger batches mean fewer commits (each one "
+            "an fsync) per value."
+        ),
+    )
     historian_spool_path: Path | None = Field(
         None,
         description=(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from andon.bench.brokers import bench_broker
 from andon.bench.report import Figure
+from andon.bench.server_progress import wait_until_stored
 from andon.edge.sources.base import TagChange, TagSpec
 from andon.edge.sources.simulator import PlantSimulator, benchmark_plant
 from andon.edge.spool import StoreAndForwardSpool
@@ -125,23 +126,20 @@ def run_replay(
                 started = time.monotonic()
                 rig.start_edge()
                 expected = before + backlog + machines * tags_per_machine
-                done = before
-                while done < expected:
-                    if time.monotonic() - started > timeout_s:
-                        raise TimeoutError(
-                            f"replay incomplete after {timeout_s:.0f} s: {done - before:,} of "
-                            f"{expected - before:,} values"
-                        )
-                    if not rig.edge.running or not rig.server.running:
-                        raise RuntimeError(
-                            "a process died during the replay:\n"
-                            + "\n".join(p.describe() for p in rig.processes)
-                        )
-                    time.sleep(0.25)  # sampling the count, not waiting for a condition in a test
-                    done = store.count()
-                    if progress is not None:
-                        progress("replay", done - before, expected - before)
-                elapsed = time.monotonic() - started
+                try:
+                    finished = wait_until_stored(
+                        url,
+                        rig.http_port,
+                        expected,
+                        server=rig.server,
+                        already_stored=before,
+                        timeout_s=timeout_s,
+                        progress=progress,
+                        also_running=[rig.edge],
+                    )
+                except RuntimeError as exc:
+                    raise RuntimeError(f"replay incomplete: {exc}") from None
+                elapsed = finished - started
             finally:
                 store.close()
         finally:

@@ -9,7 +9,7 @@ costs it nothing; the exact count runs once, at the end, to prove that nothing w
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from andon.storage.store import open_historian_store
 from andon.testing.processes import AndonProcess, http_get
@@ -39,21 +39,31 @@ def wait_until_stored(
     expected: int,
     *,
     server: AndonProcess,
+    already_stored: int = 0,
     timeout_s: float = 600.0,
     progress: Progress | None = None,
+    also_running: Sequence[AndonProcess] = (),
 ) -> float:
     """Wait until the historian holds exactly ``expected`` rows; returns ``time.monotonic()``
     of the moment they were all committed.
 
-    The server's commit counter is sampled until it reaches ``expected``; then the rows are
-    counted in the database. Re-sent duplicates make the counter run ahead of the rows, so a
-    short count goes on being counted (less often) until it matches or the time is up.
+    The server's commit counter (of this server run, so ``already_stored`` rows are not in it)
+    is sampled until it accounts for ``expected``; then the rows are counted in the database.
+    Re-sent duplicates make the counter run ahead of the rows, so a short count goes on being
+    counted (less often) until it matches or the time is up. Every process of
+    ``also_running`` must stay up meanwhile.
     """
     deadline = time.monotonic() + timeout_s
+    processes = [server, *also_running]
     while True:
-        committed = committed_samples(http_port) or 0
+        committed = already_stored + (committed_samples(http_port) or 0)
         if committed >= expected:
             break
+        if not all(process.running for process in processes):
+            raise RuntimeError(
+                "a process died while the historian drained:\n"
+                + "\n".join(process.describe() for process in processes)
+            )
         if time.monotonic() > deadline or not server.running:
             raise RuntimeError(
                 f"only {committed:,} of {expected:,} values committed\n{server.describe()}"

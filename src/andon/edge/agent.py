@@ -166,6 +166,7 @@ class EdgeAgent:
             batch_records=settings.spool.flush_batch_records,
             values_per_message=settings.spool.flush_values_per_message,
             flush_period_s=settings.spool.flush_period_ms / 1000,
+            rounds_in_flight=settings.spool.flush_rounds_in_flight,
             interleaved=settings.spool.flush_mode == "interleaved",
             rolling_window_s=settings.spool.rolling_window_s,
             persist_fence_epoch=lambda epoch: self.spool.set_int(_FENCE_EPOCH_KEY, epoch),

@@ -2,7 +2,9 @@
 
 One thread owns the publishing side of the edge-node session: births, data (from the spool,
 oldest first), diagnostics, and the handling of commands and STATE messages. MQTT callbacks
-only enqueue events for it, so every publish, and so every ``seq``, happens in one order.
+only enqueue events for it, so every publish, and so every ``seq``, happens in one order. The
+flush of the spool itself (rounds in flight, encoding, acknowledgements, the rolling buffer's
+re-send) is ``andon.edge.flush``, which this thread drives.
 
 Devices of real equipment come and go (checklist E-10): a device the poller marked lost gets its
 DDEATH once every record spooled before the loss is out (its last data precede its death), and a
@@ -18,13 +20,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from andon.edge.flush import PublisherStats, SpoolFlusher
 from andon.edge.poller import LastValue, LastValueCache
 from andon.edge.sources.base import GOOD, Source
-from andon.edge.spool import SpoolRecord, StoreAndForwardSpool
-from andon.mqtt.interface import BrokerClient, PublishTicket
+from andon.edge.spool import StoreAndForwardSpool
+from andon.mqtt.interface import BrokerClient
 from andon.sparkplug.actions import Disconnect, Problem, Publish, Subscribe
 from andon.sparkplug.edge_node import (
     READ_ONLY_PROPERTY,
@@ -41,9 +43,6 @@ __all__ = ["COMMANDS_REJECTED_METRIC", "COMMAND_ERROR_METRIC", "PublisherStats",
 
 log = logging.getLogger(__name__)
 
-#: How far back a re-send after births may reach at most (bounded work and disk).
-_RESEND_LIMIT_S = 600.0
-
 _CONNECTED = "connected"
 _DISCONNECTED = "disconnected"
 _MESSAGE = "message"
@@ -56,32 +55,6 @@ COMMANDS_REJECTED_METRIC = "Andon/Command/Rejected"
 def _quality(quality: int) -> dict[str, PropertyValue]:
     """The ``Quality`` property; left out when GOOD (the host's default), saving bytes."""
     return {} if quality == GOOD else {"Quality": quality}
-
-
-@dataclass(slots=True)
-class PublisherStats:
-    records_published_total: int = 0
-    values_published_total: int = 0
-    historical_values_total: int = 0
-    births_total: int = 0
-    resent_values_total: int = 0
-    poison_records_total: int = 0
-    commands_accepted_total: int = 0
-    commands_rejected_total: int = 0
-    device_deaths_total: int = 0
-    device_births_total: int = 0
-    born: bool = False
-    flushing: bool = False
-
-
-@dataclass(slots=True)
-class _Message:
-    """Spool records of one device that go out as one NDATA/DDATA."""
-
-    device_id: str | None
-    historical: bool
-    records: list[SpoolRecord] = field(default_factory=list)
-    values: int = 0
 
 
 class SpoolPublisher:
@@ -97,6 +70,7 @@ class SpoolPublisher:
         batch_records: int = 200,
         values_per_message: int = 1000,
         flush_period_s: float = 0.0,
+        rounds_in_flight: int = 4,
         interleaved: bool = False,
         rolling_window_s: float = 0.0,
         ack_timeout_s: float = 15.0,
@@ -110,26 +84,8 @@ class SpoolPublisher:
         self._last_values = last_values
         self._sources = sources
         self._clock = clock
-        self._batch_records = batch_records
-        self._flush_period_s = flush_period_s
-        self._values_per_message = values_per_message
-        self._interleaved = interleaved
-        self._rolling_window_s = rolling_window_s
         self._next_server = next_server
-        #: Records up to this id were spooled before the current births: the backlog.
-        self._backlog_through_id = 0
-        #: Per device born after the node: records up to this id precede its DBIRTH.
-        self._device_backlog: dict[str, int] = {}
         self._last_command_error = ""
-        # Survives a restart: the rolling buffer remembers when it last saw a PUBACK.
-        self._last_ack_ms: int | None = spool.last_sent_ms()
-        self._previous_births_ms: int | None = None
-        #: Acknowledged records are kept long enough for either rule of the re-send.
-        self._retain_s = (
-            max(rolling_window_s, _RESEND_LIMIT_S + rolling_window_s)
-            if rolling_window_s > 0
-            else 0.0
-        )
         self._ack_timeout_s = ack_timeout_s
         self._diagnostics_every_s = diagnostics_every_s
         self._persist_fence_epoch = persist_fence_epoch
@@ -143,9 +99,26 @@ class SpoolPublisher:
         self._last_diagnostics: dict[str, int | bool] = {}
         self._next_diagnostics = 0.0
         self.stats = PublisherStats()
+        self._flusher = SpoolFlusher(
+            session,
+            session_lock,
+            spool,
+            last_values,
+            clock,
+            self.stats,
+            self._stop,
+            batch_records=batch_records,
+            values_per_message=values_per_message,
+            flush_period_s=flush_period_s,
+            rounds_in_flight=rounds_in_flight,
+            interleaved=interleaved,
+            rolling_window_s=rolling_window_s,
+            ack_timeout_s=ack_timeout_s,
+        )
 
     def attach(self, client: BrokerClient) -> None:
         self._client = client
+        self._flusher.attach(client)
 
     # -- callbacks from the broker client (other threads) -------------------------------------
     def on_connected(self) -> None:
@@ -220,12 +193,16 @@ class SpoolPublisher:
                     self._publish_births()
                 elif not self.stats.born:
                     self._idle()  # waiting for the primary host's STATE
-                elif self._reconcile_devices() or not self._publish_backlog():
+                elif self._reconcile_devices() or not self._flusher.step():
                     self._publish_diagnostics()
                     self._idle()
             except Exception:  # a bug must not stop the flow of data; it is retried
                 log.exception("edge publisher failed; retrying")
                 self._stop.wait(1.0)
+        try:  # what the broker acknowledged leaves the spool, or it would be sent again
+            self._flusher.settle_all()
+        except Exception:
+            log.exception("edge publisher: settling the rounds in flight on stop failed")
 
     def _idle(self) -> None:
         self._wake.wait(0.5)
@@ -246,6 +223,8 @@ class SpoolPublisher:
                 self._connected = False
                 self._births_pending = False
                 self.stats.born = False
+                # The session failed what it had not acknowledged: keep only what it had.
+                self._flusher.settle_all()
             elif kind == _MESSAGE:
                 topic, payload = detail
                 self._on_message(topic, payload)
@@ -371,7 +350,7 @@ class SpoolPublisher:
             metrics = self._birth_metrics(device, self._last_values.snapshot().get(device, {}))
             with self._lock:
                 publishes.append(self._session.device_birth(device, metrics, self._clock.now_ms()))
-            self._device_backlog[device] = through
+            self._flusher.device_born(device, through)
             self.stats.device_births_total += 1
             log.info("device %s answers: DBIRTH", device)
         tickets = [self._client.publish(p.topic, p.payload, p.qos, p.retain) for p in publishes]
@@ -381,6 +360,9 @@ class SpoolPublisher:
 
     def _publish_births(self) -> None:
         assert self._client is not None
+        # Rounds published before these births are settled first: a rebirth restarts the
+        # flush from the spool's head with a new backlog boundary.
+        self._flusher.settle_all()
         if not self._last_values.wait_primed(1.0):
             return  # births need every metric's value; the first poll provides them
         now_ms = self._clock.now_ms()
@@ -405,151 +387,10 @@ class SpoolPublisher:
         tickets = [self._client.publish(p.topic, p.payload, p.qos, p.retain) for p in publishes]
         if all(t.wait(self._ack_timeout_s) for t in tickets):
             self._births_pending = False
-            self._backlog_through_id = backlog_through
-            self._device_backlog = {}
             self.stats.born = True
             self.stats.births_total += 1
-            self.stats.flushing = True
             log.info("births published (%d devices)", len(devices))
-            self._resend_rolling_buffer(now_ms)
-            self._previous_births_ms = now_ms
-
-    def _resend_rolling_buffer(self, now_ms: int) -> None:
-        """Re-send, as history, what the broker acknowledged in the last rolling window.
-
-        A host (or link) that died unnoticed may have missed it; the host's historian is
-        idempotent on (tag, timestamp), so a copy it already has costs nothing.
-        """
-        assert self._client is not None
-        if self._rolling_window_s <= 0:
-            return
-        # The window reaches back from when the flow last worked (the last PUBACK), not from
-        # now: a host that died unnoticed is only detected later (its Will comes after up to
-        # 1.5 x its keep-alive), and the restart that follows takes more time again.
-        # It also covers everything since the previous births (up to _RESEND_LIMIT_S): a new
-        # births means the host may have missed that whole period, e.g. when a restarted broker
-        # restored the host's retained online STATE before the host itself was back.
-        window_ms = round(self._rolling_window_s * 1000)
-        last_flow_ms = min(now_ms, self._last_ack_ms or now_ms)
-        since = min(last_flow_ms, self._previous_births_ms or now_ms) - window_ms
-        since = max(since, now_ms - round(_RESEND_LIMIT_S * 1000))
-        recent = self._spool.recently_sent(since)
-        sent: list[PublishTicket] = []
-        for message in self._pack(recent):
-            message.historical = True
-            publish = self._encode(message, poison_ack=False)
-            if publish is None:
-                return
-            sent.append(self._client.publish(publish.topic, publish.payload, publish.qos))
-        if all(t.wait(self._ack_timeout_s) for t in sent) and recent:
-            self.stats.resent_values_total += sum(r.value_count for r in recent)
-            log.info("re-sent %d recently acknowledged records as history", len(recent))
-
-    def _publish_backlog(self) -> bool:
-        """Publish one round of spooled records; False when the spool is empty.
-
-        In-order mode sends the oldest records first, so live values wait behind the backlog.
-        Interleaved mode sends what was spooled since the births first, then one batch of the
-        backlog, so live values are not delayed by a long flush.
-        """
-        if self._interleaved:
-            live = self._spool.peek(self._batch_records, after_id=self._backlog_through_id)
-            backlog = [
-                r for r in self._spool.peek(self._batch_records) if r.id <= self._backlog_through_id
-            ]
-            records = live + backlog
-        else:
-            records = self._spool.peek(self._batch_records)
-        if not records:
-            self.stats.flushing = False
-            return False
-        flushing = any(r.id <= self._backlog_through_id for r in records)
-        self.stats.flushing = flushing
-        sent = self._send(records)
-        if sent and flushing and self._flush_period_s > 0:
-            self._stop.wait(self._flush_period_s)
-        return sent
-
-    def _pack(self, records: Sequence[SpoolRecord]) -> list[_Message]:
-        """Group records into messages of one device, up to ``values_per_message`` values.
-
-        A backlog of small records (one poll of one device each) would otherwise cost one MQTT
-        round trip per record. Records of a device keep their order across its messages.
-        """
-        messages: list[_Message] = []
-        open_by_device: dict[tuple[str | None, bool], _Message] = {}
-        for record in records:
-            through = self._device_backlog.get(record.device_id or "", 0)
-            historical = record.id <= max(self._backlog_through_id, through)
-            key = (record.device_id or None, historical)
-            message = open_by_device.get(key)
-            if message is None or message.values + record.value_count > self._values_per_message:
-                message = open_by_device[key] = _Message(key[0], historical)
-                messages.append(message)
-            message.records.append(record)
-            message.values += record.value_count
-        return messages
-
-    def _send(self, records: Sequence[SpoolRecord]) -> bool:
-        assert self._client is not None
-        sent: list[tuple[_Message, PublishTicket]] = []
-        for message in self._pack(records):
-            publish = self._encode(message)
-            if publish is None:
-                break
-            sent.append(
-                (message, self._client.publish(publish.topic, publish.payload, publish.qos))
-            )
-        acked: list[int] = []
-        for message, ticket in sent:
-            if not ticket.wait(self._ack_timeout_s):
-                break  # the session ended: the rest is re-sent after the next births
-            acked.extend(r.id for r in message.records)
-            self.stats.records_published_total += len(message.records)
-            self.stats.values_published_total += message.values
-            if message.historical:
-                self.stats.historical_values_total += message.values
-        if acked:
-            self._spool.ack(acked, retain_s=self._retain_s)
-            self._last_ack_ms = self._clock.now_ms()
-        return bool(acked)
-
-    def _encode(self, message: _Message, *, poison_ack: bool = True) -> Publish | None:
-        metrics = [
-            Metric(c.name, c.value, timestamp=c.ts_ms, properties=_quality(c.quality))
-            for record in message.records
-            for c in record.changes
-        ]
-        with self._lock:
-            try:
-                return self._session.data(
-                    message.device_id, metrics, self._clock.now_ms(), historical=message.historical
-                )
-            except SessionError as exc:
-                if not self._session.is_born:
-                    return None  # a rebirth or a disconnect came first
-                device = message.device_id
-                if (
-                    device is not None
-                    and device not in self._session.born_devices
-                    and device in self._last_values.device_ids()
-                ):
-                    return None  # a device between loss and DBIRTH: the next round births it
-                # Born, yet a record names a metric no birth declared: it can never be sent.
-                poison = [r.id for r in message.records if not self._sendable(r)]
-                log.error("dropping spool records %s: %s", poison, exc)
-                self.stats.poison_records_total += len(poison)
-                if poison_ack and poison:
-                    self._spool.ack(poison)
-                return None
-
-    def _sendable(self, record: SpoolRecord) -> bool:
-        metrics = [Metric(c.name, c.value, timestamp=c.ts_ms) for c in record.changes]
-        try:
-            self._session.check_data(record.device_id or None, metrics)
-        except SessionError:
-            return False
-        return True
+            self._flusher.births_published(backlog_through, now_ms)
 
     def _diagnostic_metrics(self, now_ms: int) -> list[Metric]:
         spool = self._spool.stats()

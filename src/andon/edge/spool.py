@@ -28,11 +28,19 @@ from pathlib import Path
 from typing import Any
 
 from andon.edge.sources.base import TagChange
-from andon.edge.spool_codec import SpoolError, SpoolFullError, decode_changes, encode_changes
+from andon.edge.spool_codec import (
+    ChangeColumns,
+    SpoolError,
+    SpoolFullError,
+    decode_changes,
+    decode_columns,
+    encode_changes,
+)
 from andon.testing.clock import Clock
 
 __all__ = [
     "RECORD_OVERHEAD_BYTES",
+    "ChangeColumns",
     "SpoolError",
     "SpoolFullError",
     "SpoolRecord",
@@ -84,12 +92,25 @@ _Totals = tuple[int, int, int]  # records, values, bytes
 
 @dataclass(frozen=True, slots=True)
 class SpoolRecord:
+    """One stored record; its payload is decoded on demand (each access decodes again).
+
+    The flush reads ``columns`` (cheap: no object per value); ``changes`` is the full form.
+    """
+
     id: int
     device_id: str | None
     created_ms: int
     first_ts_ms: int
     value_count: int
-    changes: tuple[TagChange, ...]
+    payload: bytes
+
+    @property
+    def changes(self) -> tuple[TagChange, ...]:
+        return decode_changes(self.device_id, self.payload)
+
+    @property
+    def columns(self) -> ChangeColumns:
+        return decode_columns(self.payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,10 +234,7 @@ class StoreAndForwardSpool:
             " FROM records WHERE id > ? ORDER BY id LIMIT ?"
         )
         rows = self._read("peek", sql, (after_id or 0, max_records))
-        return [
-            SpoolRecord(rid, dev, created, first, count, decode_changes(dev, payload))
-            for rid, dev, created, first, count, payload in rows
-        ]
+        return [SpoolRecord(*row) for row in rows]
 
     def ack(self, ids: Iterable[int], *, retain_s: float = 0.0) -> int:
         """Delete these records (the broker has them). Unknown ids are ignored. Returns count.
@@ -252,10 +270,7 @@ class StoreAndForwardSpool:
             " FROM recent WHERE sent_ms >= ? ORDER BY id"
         )
         rows = self._read("recently sent", sql, (since_ms,))
-        return [
-            SpoolRecord(rid, dev, created, first, count, decode_changes(dev, payload))
-            for rid, dev, created, first, count, payload in rows
-        ]
+        return [SpoolRecord(*row) for row in rows]
 
     def last_sent_ms(self) -> int | None:
         """When the newest rolling-buffer record was acknowledged (None when it is empty)."""

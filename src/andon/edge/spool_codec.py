@@ -14,11 +14,19 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from andon.edge.sources.base import GOOD, TagChange
 from andon.sparkplug.model import MetricValue
 
-__all__ = ["SpoolError", "SpoolFullError", "decode_changes", "encode_changes"]
+__all__ = [
+    "ChangeColumns",
+    "SpoolError",
+    "SpoolFullError",
+    "decode_changes",
+    "decode_columns",
+    "encode_changes",
+]
 
 _FORMAT_JSON_V1 = 1
 _FORMAT_JSON_V2 = 2
@@ -31,6 +39,19 @@ class SpoolError(Exception):
 
 class SpoolFullError(SpoolError):
     """The disk (or the database's page limit) is full; the append was rolled back."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeColumns:
+    """The changes of one record as columns, as the flush encodes them (no object per value).
+
+    ``qualities`` holds only the changes whose quality is not GOOD, by index.
+    """
+
+    names: list[str]
+    values: list[MetricValue]
+    timestamps: list[int]
+    qualities: dict[int, int]
 
 
 def encode_changes(device_id: str | None, changes: Sequence[TagChange]) -> bytes:
@@ -66,16 +87,33 @@ def encode_changes(device_id: str | None, changes: Sequence[TagChange]) -> bytes
     return bytes((_FORMAT_JSON_V2 if qualities else _FORMAT_JSON_V1,)) + body.encode()
 
 
-def decode_changes(device_id: str | None, payload: bytes) -> tuple[TagChange, ...]:
+def decode_columns(payload: bytes) -> ChangeColumns:
+    """The changes of a record payload as columns (the device is the record's)."""
     if not payload or payload[0] not in (_FORMAT_JSON_V1, _FORMAT_JSON_V2):
         raise SpoolError(f"unknown spool payload format {payload[:1]!r}")
     fields = json.loads(payload[1:])
     base, names, offsets, values = fields[:4]
-    qualities: dict[str, int] = fields[4] if payload[0] == _FORMAT_JSON_V2 else {}
+    if not len(names) == len(offsets) == len(values):
+        raise SpoolError("spool payload columns differ in length")
+    if any(type(value) is dict for value in values):  # bytes or an array: rare
+        values = [_decode_value(value) for value in values]
+    qualities = (
+        {int(index): quality for index, quality in fields[4].items()}
+        if payload[0] == _FORMAT_JSON_V2
+        else {}
+    )
+    return ChangeColumns(names, values, [base + offset for offset in offsets], qualities)
+
+
+def decode_changes(device_id: str | None, payload: bytes) -> tuple[TagChange, ...]:
+    columns = decode_columns(payload)
     owner = device_id or ""
+    qualities = columns.qualities
     return tuple(
-        TagChange(owner, name, _decode_value(value), base + offset, qualities.get(str(index), GOOD))
-        for index, (name, offset, value) in enumerate(zip(names, offsets, values, strict=True))
+        TagChange(owner, name, value, ts_ms, qualities.get(index, GOOD))
+        for index, (name, value, ts_ms) in enumerate(
+            zip(columns.names, columns.values, columns.timestamps, strict=True)
+        )
     )
 
 

@@ -19,15 +19,14 @@ are not supported (the former raises PayloadError, the latter are skipped on dec
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import DecodeError
 
 from andon.sparkplug import sparkplug_b_pb2 as pb
-from andon.sparkplug.arrays import decode_array, encode_array
+from andon.sparkplug.arrays import decode_array
 from andon.sparkplug.errors import PayloadError
 from andon.sparkplug.model import (
     ARRAY_TYPES,
@@ -38,6 +37,7 @@ from andon.sparkplug.model import (
     Payload,
     PropertyValue,
 )
+from andon.sparkplug.wire_values import VALUE_SETTERS, set_value
 
 __all__ = [
     "DATATYPE_BY_CODE",
@@ -48,6 +48,7 @@ __all__ = [
     "decode_payload",
     "decode_properties",
     "decode_state",
+    "encode_data_columns",
     "encode_payload",
     "encode_state",
     "parse_payload",
@@ -63,18 +64,6 @@ _UNSIGNED_INTS = frozenset(
 _STRING_TYPES = frozenset({DataType.STRING, DataType.TEXT, DataType.UUID})
 _BYTES_TYPES = frozenset({DataType.BYTES, DataType.FILE})
 _OPAQUE_TYPES = frozenset({DataType.DATASET, DataType.TEMPLATE})
-# Types that go into the 32-bit int_value field; the other integers use long_value.
-_INT_FIELD_TYPES = frozenset(
-    {
-        DataType.INT8,
-        DataType.INT16,
-        DataType.INT32,
-        DataType.UINT8,
-        DataType.UINT16,
-        DataType.UINT32,
-    }
-)
-_FLOAT32_MAX = 3.4028234663852886e38
 _DATATYPE_BY_CODE = {int(dt): dt for dt in DataType}
 #: Wire datatype code -> DataType.
 DATATYPE_BY_CODE: Mapping[int, DataType] = _DATATYPE_BY_CODE
@@ -133,54 +122,6 @@ def resolve_value(datatype: DataType, raw: MetricValue) -> MetricValue:
     else:
         raise PayloadError(f"unsupported datatype {datatype.name} ({int(datatype)})")
     raise PayloadError(f"{datatype.name} metric carries a {kind.__name__} value")
-
-
-def _set_value(pm: Any, datatype: DataType, value: MetricValue) -> None:
-    """Write ``value`` into the oneof field ``datatype`` uses; PayloadError on a bad value."""
-    kind = type(value)
-    if datatype in _SIGNED_BITS or datatype in _UNSIGNED_INTS:
-        if kind is not int:
-            raise PayloadError(f"{datatype.name} needs an int, got {kind.__name__}")
-        low, high = INTEGER_RANGES[datatype]
-        if not low <= value <= high:  # type: ignore[operator]
-            raise PayloadError(f"{datatype.name} value {value!r} outside {low}..{high}")
-        if datatype in _INT_FIELD_TYPES:
-            pm.int_value = value & _U32  # type: ignore[operator]
-        else:
-            pm.long_value = value & _U64  # type: ignore[operator]
-    elif datatype is DataType.DOUBLE or datatype is DataType.FLOAT:
-        if kind is not float and kind is not int:
-            raise PayloadError(f"{datatype.name} needs a float, got {kind.__name__}")
-        if datatype is DataType.DOUBLE:
-            pm.double_value = value
-        elif not math.isfinite(value) or -_FLOAT32_MAX <= value <= _FLOAT32_MAX:  # type: ignore[arg-type,operator]
-            pm.float_value = value
-        else:  # protobuf would silently turn it into infinity
-            raise PayloadError(f"Float value {value!r} does not fit 32 bits")
-    elif datatype is DataType.BOOLEAN:
-        if kind is not bool:
-            raise PayloadError(f"Boolean needs a bool, got {kind.__name__}")
-        pm.boolean_value = value
-    elif datatype in _STRING_TYPES:
-        if kind is not str:
-            raise PayloadError(f"{datatype.name} needs a str, got {kind.__name__}")
-        pm.string_value = value
-    elif datatype in _BYTES_TYPES:
-        if kind is not bytes:
-            raise PayloadError(f"{datatype.name} needs bytes, got {kind.__name__}")
-        pm.bytes_value = value
-    elif datatype in ARRAY_TYPES:
-        pm.bytes_value = encode_array(datatype, value)  # type: ignore[arg-type]
-    elif datatype in _OPAQUE_TYPES:
-        if kind is not bytes:
-            raise PayloadError(f"{datatype.name} needs its serialized sub-message as bytes")
-        target = pm.dataset_value if datatype is DataType.DATASET else pm.template_value
-        try:
-            target.ParseFromString(value)
-        except DecodeError as exc:
-            raise PayloadError(f"{datatype.name} bytes are not a valid sub-message") from exc
-    else:
-        raise PayloadError(f"unsupported datatype {datatype.name} ({int(datatype)})")
 
 
 def _infer_datatype(value: MetricValue) -> DataType:
@@ -308,9 +249,65 @@ def encode_payload(payload: Payload, *, omit_datatypes: bool = False) -> bytes:
             pm.is_null = True
         else:
             try:
-                _set_value(pm, _infer_datatype(value) if datatype is None else datatype, value)
+                set_value(pm, _infer_datatype(value) if datatype is None else datatype, value)
             except PayloadError as exc:
                 raise PayloadError(f"metric {metric.name or metric.alias!r}: {exc}") from None
+    try:
+        return out.SerializeToString()
+    except ValueError as exc:  # e.g. an out-of-range timestamp or alias
+        raise PayloadError(f"cannot serialize payload: {exc}") from exc
+
+
+def encode_data_columns(
+    timestamp: int,
+    seq: int,
+    keys: Sequence[str] | Sequence[int],
+    datatypes: Sequence[DataType],
+    values: Sequence[MetricValue],
+    timestamps: Sequence[int],
+    *,
+    by_alias: bool,
+    properties: Mapping[int, Mapping[str, PropertyValue]],
+    historical: bool,
+) -> bytes:
+    """A data message (datatypes omitted) from columns, without a ``Metric`` per value.
+
+    The same bytes as :func:`encode_payload` with ``omit_datatypes`` of a payload with this
+    timestamp and seq whose metric ``i`` has the alias (``by_alias``) or name ``keys[i]``,
+    ``values[i]`` of ``datatypes[i]``, ``timestamps[i]``, ``properties.get(i)`` and
+    ``is_historical=historical``. For the store-and-forward flush, which sends every spooled
+    value this way.
+    """
+    if not len(keys) == len(datatypes) == len(values) == len(timestamps):
+        raise ValueError("data columns differ in length")
+    out = pb.Payload()
+    out.timestamp = timestamp
+    out.seq = seq
+    add = out.metrics.add
+    setters = VALUE_SETTERS
+    for index, (key, datatype, value, ts) in enumerate(
+        zip(keys, datatypes, values, timestamps, strict=True)
+    ):
+        pm: Any = add()  # the key is an alias (int) or a name (str), as ``by_alias`` says
+        if by_alias:
+            pm.alias = key
+        else:
+            pm.name = key
+        pm.timestamp = ts
+        if historical:
+            pm.is_historical = True
+        if properties and (metric_properties := properties.get(index)):
+            _encode_properties(pm.properties, metric_properties)
+        if value is None:
+            pm.is_null = True
+            continue
+        setter = setters.get(datatype)
+        try:
+            if setter is None:
+                raise PayloadError(f"unsupported datatype {datatype.name} ({int(datatype)})")
+            setter(pm, value)
+        except PayloadError as exc:
+            raise PayloadError(f"metric {key!r}: {exc}") from None
     try:
         return out.SerializeToString()
     except ValueError as exc:  # e.g. an out-of-range timestamp or alias

@@ -1,4 +1,4 @@
-"""The in-process micro-benchmarks run on a tiny load and report every figure (no timing checked)."""
+"""The in-process micro-benchmarks run on a tiny load and report every figure (no timings)."""
 
 from __future__ import annotations
 
