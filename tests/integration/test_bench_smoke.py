@@ -47,12 +47,15 @@ def test_ingest_bench_counts_every_value_and_measures_the_database_limit(tmp_pat
     assert ratio.value == pytest.approx(end_to_end.value / end_to_end.limit)
 
 
-def test_query_bench_times_the_oee_and_trend_queries(tmp_path: Path) -> None:
-    figures = run_query_bench(f"sqlite:///{tmp_path / 'q.db'}", days=2, repeat=3)
+def test_query_bench_times_the_oee_trend_and_site_queries(tmp_path: Path) -> None:
+    figures = run_query_bench(f"sqlite:///{tmp_path / 'q.db'}", days=2, repeat=3, site_machines=5)
     assert {f.unit for f in figures} == {"ms"}
-    assert len(figures) == 4
+    assert len(figures) == 6
     for figure in figures:
         assert figure.value > 0
+    site = [f for f in figures if f.name.startswith("site-wide daily OEE, 5 assets")]
+    assert len(site) == 2
+    assert site[0].conditions["days_returned"] == 2
 
 
 def test_scale_bench_measures_the_server_under_a_paced_plant(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ def bench_steps(postgres_url: str | None, *, quick: bool = False) -> list[BenchS
         )  # fmt: skip
     steps += [
         BenchStep("query", "andon.bench.query", "run_query_bench",
-                  {"days": 3, "repeat": 3} if quick else {"repeat": 20}),
+                  {"days": 3, "repeat": 3, "site_machines": 20} if quick else {"repeat": 20}),
         BenchStep("latency", "andon.bench.latency", "run_latency",
                   {"seconds": latency_s, "warmup": 1.0 if quick else 5.0}),
         BenchStep("scale", "andon.bench.scale", "run_scale", scale_options),

@@ -478,12 +478,20 @@ def bench_query(
     database: DatabaseOption = None,
     days: Annotated[int, typer.Option(help="Length of the derived history")] = 365,
     repeat: Annotated[int, typer.Option(help="Timed calls of the OEE query")] = 50,
+    site_assets: Annotated[int, typer.Option(help="Assets of the site-wide daily OEE")] = 500,
     as_json: JsonOption = False,
 ) -> None:
-    """OEE of one asset over a year and its hourly trend, from the rollups (p50/p99)."""
+    """OEE of one asset over a year, its hourly trend, and the site's daily OEE (p50/p99)."""
     from andon.bench.query import run_query_bench
 
-    _run_bench(run_query_bench, as_json, database_url=database, days=days, repeat=repeat)
+    _run_bench(
+        run_query_bench,
+        as_json,
+        database_url=database,
+        days=days,
+        repeat=repeat,
+        site_machines=site_assets,
+    )
 
 
 @bench_app.command("all")
