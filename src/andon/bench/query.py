@@ -21,8 +21,6 @@ from datetime import time as wall_time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-
 from andon.bench.report import Figure
 from andon.domain import AssetPath, local_to_utc_ms
 from andon.server.mes_queries import MesQueries
@@ -32,7 +30,7 @@ from andon.storage.historian_writer import HistorianWriter
 from andon.storage.mes import MesRepository
 from andon.storage.mes_runs import RunRepository
 from andon.storage.migrate import upgrade_database
-from andon.storage.schema import mes_rollup_reason_table, mes_rollup_table
+from andon.storage.rollup_copies import copy_asset_rollups
 from andon.storage.store import open_historian_store
 from andon.storage.types import Sample
 
@@ -148,16 +146,9 @@ def _copy_rollups(repository: MesRepository, machines: int) -> float:
     reads); returns the seconds it took. Deriving 500 machine-years would take hours, and
     the query does the same work whatever the numbers in the rows are."""
     started = time.perf_counter()
-    for table in (mes_rollup_table, mes_rollup_reason_table):
-        others = [c for c in table.c if c.name != "asset"]
-        with repository.engine.begin() as connection:
-            for n in range(2, machines + 1):
-                copy = sa.select(sa.literal(f"Bench/Area/Line/M{n}"), *others).where(
-                    table.c.asset == ASSET
-                )
-                connection.execute(
-                    table.insert().from_select(["asset", *(c.name for c in others)], copy)
-                )
+    copy_asset_rollups(
+        repository.engine, ASSET, [f"Bench/Area/Line/M{n}" for n in range(2, machines + 1)]
+    )
     return time.perf_counter() - started
 
 
