@@ -25,6 +25,7 @@ __all__ = [
     "ShiftInstance",
     "ShiftPattern",
     "day_boundaries",
+    "hour_bucket",
     "hour_bucket_start",
     "local_to_utc_ms",
     "shifts_of",
@@ -101,6 +102,11 @@ class ShiftInstance:
     start_ms: int
     end_ms: int
     breaks: tuple[tuple[int, int], ...] = ()
+    #: ``key``, made once: every count's shift rollup is labelled with it.
+    _key: str = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_key", f"{self.day.isoformat()}/{self.name}")
 
     @property
     def duration_ms(self) -> int:
@@ -108,7 +114,7 @@ class ShiftInstance:
 
     @property
     def key(self) -> str:
-        return f"{self.day.isoformat()}/{self.name}"
+        return self._key
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +129,10 @@ class ShiftCalendar:
     #: Shifts resolved per local start day: every count and interval is split at shift
     #: boundaries, so the same few days are resolved again and again (a memo, not state).
     _by_day: dict[date, tuple[ShiftInstance, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+    #: The last shift ``shifts_at`` found, alone in its span (a memo: one slot, key 0).
+    _running: dict[int, tuple[ShiftInstance]] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
 
@@ -182,6 +192,25 @@ class ShiftCalendar:
                 raise DomainError(f"shifts {a.key} and {b.key} overlap")
         return tuple(found)
 
+    def shifts_at(self, ts_ms: int) -> tuple[ShiftInstance, ...]:
+        """``shifts_between(ts_ms, ts_ms + 1)``: the shift running at that instant, if any.
+
+        Every count is put in the shift it falls in, so the shift found is remembered for the
+        rest of its span, once no other shift overlaps it (overlapping shifts still raise)."""
+        running = self._running.get(0)
+        if running is not None and running[0].start_ms <= ts_ms < running[0].end_ms:
+            return running
+        found = self.shifts_between(ts_ms, ts_ms + 1)
+        if len(found) == 1:
+            shift = found[0]
+            try:
+                alone = self.shifts_between(shift.start_ms, shift.end_ms) == found
+            except DomainError:  # it overlaps another shift: not remembered
+                alone = False
+            if alone:
+                self._running[0] = (shift,)
+        return found
+
 
 def _resolve(pattern: ShiftPattern, day: date, zone: ZoneInfo) -> ShiftInstance:
     def at(t: time) -> int:
@@ -216,6 +245,33 @@ def day_boundaries(start_ms: int, end_ms: int, zone: ZoneInfo) -> tuple[int, ...
     if end_ms > bounds[-1]:
         bounds.append(end_ms)
     return tuple(bounds)
+
+
+#: Per zone, the last hour ``hour_bucket`` resolved: (start, end).
+_last_hour: dict[ZoneInfo, tuple[int, int]] = {}
+
+
+def hour_bucket(ts_ms: int, zone: ZoneInfo) -> tuple[int, int]:
+    """(start, end) of the rollup bucket of ``ts_ms``: the local clock hour containing it, to
+    the start of the next one (``start + 1 h`` if that is not later).
+
+    Rollups put every count in its hour, so the hour found is remembered: every instant of
+    [start, start + 1 h) has that start when the UTC offset is the same at both ends (time
+    zones change their offset months apart, never twice within an hour)."""
+    last = _last_hour.get(zone)
+    if last is not None and last[0] <= ts_ms < last[0] + HOUR_MS:
+        return last
+    start = hour_bucket_start(ts_ms, zone)
+    following = hour_bucket_start(start + HOUR_MS, zone)
+    found = (start, following if following > start else start + HOUR_MS)
+    if _offset_ms(start, zone) == _offset_ms(start + HOUR_MS - 1, zone):
+        _last_hour[zone] = found
+    return found
+
+
+def _offset_ms(ts_ms: int, zone: ZoneInfo) -> int:
+    offset = utc_ms_to_local(ts_ms, zone).utcoffset()
+    return 0 if offset is None else offset // _MS
 
 
 def hour_bucket_start(ts_ms: int, zone: ZoneInfo) -> int:

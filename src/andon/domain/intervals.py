@@ -147,6 +147,12 @@ class IntervalBuilder:
     def intervals(self) -> tuple[StateInterval, ...]:
         return tuple(self._intervals)
 
+    @property
+    def last(self) -> StateInterval | None:
+        """The latest interval (open unless the state became unknown), without copying them
+        all as ``intervals`` does."""
+        return self._intervals[-1] if self._intervals else None
+
     def interval_at(self, ts_ms: int) -> StateInterval | None:
         i = bisect_right(self._starts, ts_ms) - 1
         if i >= 0 and self._intervals[i].contains(ts_ms):
@@ -195,9 +201,13 @@ class IntervalBuilder:
         new_modes = _new_values(self._modes, ((m.ts_ms, m.mode) for m in modes), "mode")
         if not new_codes and not new_modes:
             return IntervalChanges()
+        first = min([*new_codes, *new_modes])
+        live = self._after_everything(first)
         _merge_into(self._codes, self._code_ts, new_codes)
         _merge_into(self._modes, self._mode_ts, new_modes)
-        return self._rederive(min([*new_codes, *new_modes]))
+        if live:
+            return self._extend(sorted({*new_codes, *new_modes}))
+        return self._rederive(first)
 
     def assign_reason(self, start_ms: int, reason_id: str | None) -> IntervalChanges:
         """Give the stop starting at ``start_ms`` a reason (``None`` restores the default)."""
@@ -311,6 +321,40 @@ class IntervalBuilder:
         definition = self._map.resolve(code)
         reason = self._reasons.get(start, definition.default_reason)
         return StateInterval(self.asset, start, end, code, definition.type, reason, mode)
+
+    def _after_everything(self, ts_ms: int) -> bool:
+        """Whether samples from ``ts_ms`` on are live data for ``_extend``: after every instant
+        known, with an open interval and no reason kept for a start after it."""
+        if not self._intervals or self._intervals[-1].end_ms is not None:
+            return False
+        last = self._starts[-1]
+        for order in (self._code_ts, self._mode_ts, self._split_ts, self._edge_ts):
+            if order and order[-1] > last:
+                last = order[-1]
+        return ts_ms > last and not any(s > self._starts[-1] for s in self._reasons)
+
+    def _extend(self, instants: list[int]) -> IntervalChanges:
+        """``_rederive`` for live data (``_after_everything``): only the new instants are walked,
+        from the open interval's code and mode (no split or added state lies ahead). A
+        re-derivation walks every sample since the interval before the open one: for a machine
+        running for hours, every sample of those hours, again for each new one."""
+        current = self._intervals[-1]
+        start, code, mode = current.start_ms, current.code, current.mode
+        added: list[StateInterval] = []
+        for t in instants:
+            new_code = self._codes.get(t, code)
+            new_mode = self._modes.get(t, mode)
+            if new_code != code or new_mode != mode:
+                added.append(self._make(start, t, code, mode))
+                start, code, mode = t, new_code, new_mode
+        if not added:
+            return IntervalChanges()
+        added.append(self._make(start, None, code, mode))
+        del self._intervals[-1]
+        del self._starts[-1]
+        self._intervals.extend(added)
+        self._starts.extend(iv.start_ms for iv in added)
+        return IntervalChanges(removed=(current,), added=tuple(added))
 
     def _rederive(self, changed_from: int) -> IntervalChanges:
         containing = bisect_right(self._starts, changed_from) - 1

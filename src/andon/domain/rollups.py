@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
 from andon.domain.assets import AssetPath
-from andon.domain.calendar import HOUR_MS, ShiftCalendar, ShiftInstance, hour_bucket_start
+from andon.domain.calendar import ShiftCalendar, ShiftInstance, hour_bucket, hour_bucket_start
 from andon.domain.counts import CountRecord
 from andon.domain.errors import DomainError
 from andon.domain.intervals import IntervalChanges, StateInterval
@@ -40,6 +40,8 @@ from andon.domain.oee import (
 )
 
 __all__ = ["BucketKind", "Rollup", "RollupBuilder", "RollupKey"]
+
+_EMPTY = TimeAccount()
 
 
 class BucketKind(enum.Enum):
@@ -143,16 +145,15 @@ class RollupBuilder:
         buckets = self._rollups.setdefault((key.asset, key.kind), {})
         current = buckets.get(key.start_ms)
         account = part if current is None else current.account + part
-        if account == TimeAccount():
+        if account == _EMPTY:
             buckets.pop(key.start_ms, None)  # retracted to nothing: no empty rows to persist
         else:
             buckets[key.start_ms] = Rollup(key, account)
 
     # -- buckets -----------------------------------------------------------------------------
     def _hour_key(self, asset: AssetPath, ts_ms: int, zone: ZoneInfo) -> RollupKey:
-        start = hour_bucket_start(ts_ms, zone)
-        end = hour_bucket_start(start + HOUR_MS, zone)
-        return RollupKey(asset, BucketKind.HOUR, start, end if end > start else start + HOUR_MS)
+        start, end = hour_bucket(ts_ms, zone)
+        return RollupKey(asset, BucketKind.HOUR, start, end)
 
     def _interval_buckets(
         self, asset: AssetPath, start_ms: int, end_ms: int
@@ -173,7 +174,7 @@ class RollupBuilder:
         yield self._hour_key(count.asset, count.ts_ms, self._zone_for(count.asset))
         calendar = self._calendar_for(count.asset)
         if calendar is not None:
-            for shift in calendar.shifts_between(count.ts_ms, count.ts_ms + 1):
+            for shift in calendar.shifts_at(count.ts_ms):
                 yield self._shift_key(count.asset, shift)
 
     @staticmethod
