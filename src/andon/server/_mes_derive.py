@@ -35,6 +35,7 @@ __all__ = [
     "apply_safely",
     "dropped_counter_jumps",
     "increments",
+    "record_counters",
     "restore_edits",
     "to_int",
 ]
@@ -47,6 +48,7 @@ _dropped_lock = threading.Lock()
 _dropped_total: dict[tuple[str, str], int] = {}
 _dropped_logged: dict[tuple[str, str], float] = {}
 T = TypeVar("T")
+_NO_DELTAS: tuple[int | None, int | None, int | None] = (None, None, None)
 
 
 class AssetState:
@@ -60,7 +62,9 @@ class AssetState:
         self.series = {role: CountSeries(maximum, max_units_per_ms=bound) for role in COUNTERS}
         self.max = maximum
         self.bound: set[str] = set()
-        self.deltas: dict[int, list[int | None]] = {}  # end ts -> [infeed, outfeed, waste]
+        # end ts -> (infeed, outfeed, waste): tuples of numbers, which the garbage collector
+        # stops tracking (a list per count of every asset was most of what it walked).
+        self.deltas: dict[int, tuple[int | None, int | None, int | None]] = {}
         # Older samples are not derived: they would overlap what was stored before a restart.
         self.state_floor_ms: int | None = None
         self.counter_floor_ms: int | None = None
@@ -205,6 +209,44 @@ def dropped_counter_jumps() -> dict[tuple[str, str], int]:
     """Counter jumps not counted so far, per (asset, counter role): for metrics."""
     with _dropped_lock:
         return dict(_dropped_total)
+
+
+def record_counters(
+    asset: AssetPath,
+    state: AssetState,
+    counters: dict[str, list[CounterSample]],
+    changes: MesChanges,
+    scratch: RollupBuilder,
+) -> frozenset[RollupKey]:
+    """The samples of all the asset's counters in a batch, recorded in one pass: the PLC updates
+    them together, so their deltas end at the same instants, and each instant's count is
+    retracted and added once rather than once per counter (the same net change)."""
+    applied = []
+    for role, values in counters.items():
+        count_changes = apply_counter_safely(state.series[role], values, asset, role)
+        if count_changes is not None:
+            applied.append((COUNTERS.index(role), count_changes))
+    if not applied:
+        return frozenset()
+    affected = {d.end_ms for _, c in applied for d in (*c.removed, *c.added)}
+    before = {ts: state.produced(asset, ts) for ts in affected}
+    for index, count_changes in applied:
+        for sign, deltas in ((-1, count_changes.removed), (1, count_changes.added)):
+            for delta in deltas:
+                triple = list(state.deltas.get(delta.end_ms, _NO_DELTAS))
+                triple[index] = (triple[index] or 0) + sign * delta.delta
+                state.deltas[delta.end_ms] = (triple[0], triple[1], triple[2])
+    removed, added = [], []
+    for ts, old in before.items():
+        new = state.produced(asset, ts)
+        if new == old:
+            continue
+        if old is not None:
+            removed.append(old)
+        if new is not None:
+            added.append(new)
+        changes.counts[(str(asset), ts)] = new
+    return scratch.apply_counts(removed, added)
 
 
 def increments(changes: MesChanges, scratch: RollupBuilder, touched: Iterable[RollupKey]) -> None:

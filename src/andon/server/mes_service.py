@@ -32,7 +32,6 @@ from andon.domain import (
     CounterSample,
     Mode,
     ModeSample,
-    ProducedCount,
     RollupBuilder,
     RollupKey,
     Run,
@@ -44,9 +43,9 @@ from andon.domain import (
 )
 from andon.server._mes_derive import (
     AssetState,
-    apply_counter_safely,
     apply_safely,
     increments,
+    record_counters,
     to_int,
 )
 from andon.server._mes_window import HistoryLookup, load_stored, prune, samples_under
@@ -78,6 +77,9 @@ __all__ = [
 
 #: How far behind the newest sample the builders keep data for late store-and-forward data.
 DEFAULT_HORIZON_MS = 7 * 86_400_000
+#: Names of modes the plant file does not define kept as ``Mode`` objects (bounded: the names
+#: come from the PLC).
+_OTHER_MODES_KEPT = 256
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,8 @@ class MesService(ManualEdits, RunChanges):
         for binding in plant.bindings.values():
             self._assets[binding.asset].bound.add(binding.role)
         self._zones: dict[AssetPath, ZoneInfo] = {}
+        self._lineages: dict[AssetPath, tuple[AssetPath, ...]] = {}
+        self._other_modes: dict[str, Mode] = {}  # modes the plant file does not define
         self._books: dict[AssetPath, RunBook] = {}
         self._order_item = {o.id: o.item_id for o in plant.orders.values()}
         self.skipped_total = 0  # samples of bound tags that could not be used (logged)
@@ -205,14 +209,28 @@ class MesService(ManualEdits, RunChanges):
     def run_at(self, asset: AssetPath, ts_ms: int) -> Run | None:
         """The run on the asset at that instant, or on its nearest ancestor (a line's run
         applies to its cells)."""
-        current: AssetPath | None = asset
-        while current is not None:
-            book = self._books.get(current)
+        books = self._books
+        for current in self._lineage(asset):
+            book = books.get(current)
             run = None if book is None else book.run_at(ts_ms)
             if run is not None:
                 return run
-            current = current.parent
         return None
+
+    def _lineage(self, asset: AssetPath) -> tuple[AssetPath, ...]:
+        """The asset and its ancestors, nearest first (asked for every count: kept for the
+        bound assets)."""
+        found = self._lineages.get(asset)
+        if found is None:
+            chain: list[AssetPath] = []
+            current: AssetPath | None = asset
+            while current is not None:
+                chain.append(current)
+                current = current.parent
+            found = tuple(chain)
+            if asset in self._assets:
+                self._lineages[asset] = found
+        return found
 
     def item_of_order(self, order_id: str) -> str | None:
         return self._order_item.get(order_id)
@@ -227,8 +245,16 @@ class MesService(ManualEdits, RunChanges):
         if state is None:
             return None
         with self._lock:
-            intervals = state.intervals.intervals
-        return intervals[-1] if intervals else None
+            return state.intervals.last
+
+    def overlapping(self, asset: AssetPath, start_ms: int, end_ms: int) -> list[StateInterval]:
+        """The intervals of ``asset`` the service holds that overlap [start_ms, end_ms) (what
+        the database holds once the writer has flushed, for instants within the horizon)."""
+        state = self._assets.get(asset)
+        if state is None:
+            return []
+        with self._lock:
+            return list(state.intervals.overlapping(start_ms, end_ms))
 
     def is_bound(self, asset: AssetPath) -> bool:
         return asset in self._assets
@@ -334,53 +360,17 @@ class MesService(ManualEdits, RunChanges):
             for interval in interval_changes.added:
                 changes.intervals[(str(asset), interval.start_ms)] = interval
             touched |= scratch.apply_intervals(interval_changes)
-        for role, values in counters.items():
-            touched |= self._apply_counter(asset, state, role, values, changes, scratch)
+        if counters:
+            touched |= record_counters(asset, state, counters, changes, scratch)
         return touched
 
-    def _apply_counter(
-        self,
-        asset: AssetPath,
-        state: AssetState,
-        role: str,
-        values: list[CounterSample],
-        changes: MesChanges,
-        scratch: RollupBuilder,
-    ) -> frozenset[RollupKey]:
-        count_changes = apply_counter_safely(state.series[role], values, asset, role)
-        if count_changes is None:
-            return frozenset()
-        index = COUNTERS.index(role)
-        affected = {d.end_ms for d in (*count_changes.removed, *count_changes.added)}
-        before = {ts: state.produced(asset, ts) for ts in affected}
-        for sign, deltas in ((-1, count_changes.removed), (1, count_changes.added)):
-            for delta in deltas:
-                triple = state.deltas.setdefault(delta.end_ms, [None, None, None])
-                triple[index] = (triple[index] or 0) + sign * delta.delta
-        return self._record_counts(asset, state, before, changes, scratch)
-
-    def _record_counts(
-        self,
-        asset: AssetPath,
-        state: AssetState,
-        before: dict[int, ProducedCount | None],
-        changes: MesChanges,
-        scratch: RollupBuilder,
-    ) -> frozenset[RollupKey]:
-        removed, added = [], []
-        for ts, old in before.items():
-            new = state.produced(asset, ts)
-            if new == old:
-                continue
-            if old is not None:
-                removed.append(old)
-            if new is not None:
-                added.append(new)
-            changes.counts[(str(asset), ts)] = new
-        return scratch.apply_counts(removed, added)
-
     def _mode(self, name: str) -> Mode:
-        return self.plant.modes.get(name) or Mode(name)
+        found = self.plant.modes.get(name) or self._other_modes.get(name)
+        if found is None:
+            found = Mode(name)
+            if len(self._other_modes) < _OTHER_MODES_KEPT:  # every sample names its mode
+                self._other_modes[name] = found
+        return found
 
     def _skip(self, sample: Sample, why: str) -> None:
         self.skipped_total += 1

@@ -11,6 +11,7 @@ excluded.x``), so the service never needs the absolute value of a bucket it does
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,7 @@ from andon.storage.schema import (
 __all__ = ["AccountRow", "MesChanges", "MesRepository", "MesWrite", "RollupIncrement"]
 
 IntervalKey = tuple[str, int]
+_stored_values = operator.attrgetter(*MES_ACCOUNT_COLUMNS)
 _BUILTIN_MODES = {m.name: m for m in (PRODUCTION, CHANGEOVER, MAINTENANCE, IDLE)}
 RollupRowKey = tuple[str, str, int]
 
@@ -82,10 +84,10 @@ class MesChanges:
         row = self.rollups.get(key)
         if row is None:
             row = self.rollups[key] = RollupIncrement(end_ms, label, {})
-        for name in MES_ACCOUNT_COLUMNS:
-            value = getattr(part, name)
+        values = row.values
+        for name, value in zip(MES_ACCOUNT_COLUMNS, _stored_values(part), strict=True):
             if value:
-                row.values[name] = row.values.get(name, 0) + value
+                values[name] = values.get(name, 0) + value
         for reason_id, ms in part.loss_by_reason:
             rkey = (asset, kind, start_ms, reason_id)
             self.reasons[rkey] = self.reasons.get(rkey, 0) + ms
@@ -179,7 +181,9 @@ class MesRepository:
         self._sqlite = is_sqlite(self._engine.url)
         self._modes = dict(modes)
         self._write_options = {SQLITE_BEGIN_OPTION: "IMMEDIATE"} if self._sqlite else {}
-        self._keyed: dict[str, tuple[Any, Any]] = {}  # table -> (delete, insert), built once
+        self._keyed: dict[str, tuple[Any, Any]] = {}  # table -> (delete, upsert), built once
+        # id(statement) -> (statement, SQL, parameter order): ``_execute_many`` on SQLite.
+        self._compiled: dict[int, tuple[Any, str, Sequence[str]]] = {}
 
     @property
     def engine(self) -> Engine:
@@ -243,13 +247,17 @@ class MesRepository:
         time_column: str,
         rows: Mapping[IntervalKey, StateInterval | ProducedCount | None],
     ) -> None:
+        """The latest version of each keyed row: written over the stored one (an upsert),
+        or deleted (None)."""
         if not rows:
             return
-        delete, insert = self._keyed_statements(table, time_column)
-        connection.execute(delete, [{"k_asset": a, "k_ts": t} for a, t in rows])
+        delete, upsert = self._keyed_statements(table, time_column)
+        gone = [{"k_asset": a, "k_ts": t} for (a, t), record in rows.items() if record is None]
+        if gone:
+            connection.execute(delete, gone)
         values = [_row(record) for record in rows.values() if record is not None]
         if values:
-            connection.execute(insert, values)
+            self._execute_many(connection, upsert, values)
 
     def _keyed_statements(self, table: sa.Table, time_column: str) -> tuple[Any, Any]:
         found = self._keyed.get(table.name)
@@ -258,7 +266,13 @@ class MesRepository:
                 table.c.asset == sa.bindparam("k_asset"),
                 table.c[time_column] == sa.bindparam("k_ts"),
             )
-            found = self._keyed[table.name] = (delete, table.insert())
+            statement = self._upsert(table)
+            key = ("asset", time_column)
+            upsert = statement.on_conflict_do_update(
+                index_elements=list(key),
+                set_={c.name: statement.excluded[c.name] for c in table.c if c.name not in key},
+            )
+            found = self._keyed[table.name] = (delete, upsert)
         return found
 
     def _add_rollups(
@@ -275,19 +289,36 @@ class MesRepository:
             }
             for (asset, kind, start), inc in rollups.items()
         ]
-        connection.execute(self._rollup_statement, rows)
+        self._execute_many(connection, self._rollup_statement, rows)
 
     def _add_reasons(
         self, connection: sa.Connection, reasons: Mapping[tuple[str, str, int, str], int]
     ) -> None:
-        statement = self._reason_statement
         rows = [
             {"asset": a, "kind": k, "start_ms": s, "reason_id": r, "loss_ms": ms}
             for (a, k, s, r), ms in reasons.items()
             if ms
         ]
         if rows:
+            self._execute_many(connection, self._reason_statement, rows)
+
+    def _execute_many(
+        self, connection: sa.Connection, statement: Any, rows: list[dict[str, Any]]
+    ) -> None:
+        """``connection.execute(statement, rows)``; on SQLite through the driver, the statement
+        compiled once: SQLAlchemy's processing of each row's parameters was most of the cost of
+        the derived writes (a 1,000-asset plant writes 2,000 rollup rows every half second)."""
+        compiled = self._compiled.get(id(statement)) if self._sqlite else None
+        if compiled is None and self._sqlite:
+            found = statement.compile(dialect=self._engine.dialect)
+            order = found.positiontup
+            if found.positional and order is not None and set(order) == set(rows[0]):
+                compiled = self._compiled[id(statement)] = (statement, found.string, order)
+        if compiled is None or compiled[0] is not statement:
             connection.execute(statement, rows)
+            return
+        values = operator.itemgetter(*compiled[2])
+        connection.exec_driver_sql(compiled[1], [values(row) for row in rows])
 
     # -- reads --------------------------------------------------------------------------------
     def _interval(self, row: Any) -> StateInterval:
