@@ -7,16 +7,20 @@ retained, so a consumer that subscribes later gets the present picture at once.
 A document is rebuilt when the asset's data changes, at most once per ``min_interval_s`` per
 asset (a PLC that toggles a state ten times a second must not flood the broker: the last picture
 is what counts), and for every asset when a host session comes (back) online, since a broker
-restarted without persistence has lost the retained copies. Each document carries
-``key = "<asset>/<kind>/<source ts ms>"``, the newest source timestamp it reflects: a republish of
-unchanged data has the same key, so consumers can drop duplicates. A stored manual edit (runs,
-reasons, splits, reverts, added states, count edits) counts as a source change at its own time.
+restarted without persistence has lost the retained copies. The publisher thread looks at most
+every ``min_interval_s`` / 10 and builds the documents due by then together, their accounts read
+in one go (``andon.server.uns_accounts``): a thousand assets are 200 documents a second. Each
+document carries ``key = "<asset>/<kind>/<source ts ms>"``, the newest source timestamp it
+reflects: a republish of unchanged data has the same key, so consumers can drop duplicates. A
+stored manual edit (runs, reasons, splits, reverts, added states, count edits) counts as a
+source change at its own time.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +30,7 @@ from typing import Any
 from andon.domain import AssetPath, TimeAccount
 from andon.server.host_connection import HostConnection
 from andon.server.mes_queries import MesQueries
+from andon.server.uns_accounts import Period, PeriodAccounts
 from andon.storage.types import Sample
 
 __all__ = ["TOPIC_PREFIX", "UnsPublisher", "uns_topic"]
@@ -33,6 +38,8 @@ __all__ = ["TOPIC_PREFIX", "UnsPublisher", "uns_topic"]
 log = logging.getLogger(__name__)
 
 TOPIC_PREFIX = "andon/v1"
+#: The shortest time between two looks of the publisher thread, as a share of the interval.
+_GATHER_SHARE = 0.1
 
 
 def uns_topic(asset: AssetPath, kind: str) -> str:
@@ -69,10 +76,16 @@ class UnsPublisher:
         self._min_interval = min_interval_s
         self._monotonic = monotonic
         self._assets = list(self._service.plant.bound_assets)
+        self._accounts = PeriodAccounts(queries)
         self._cond = threading.Condition()
         self._dirty: set[AssetPath] = set()
         self._last_sent: dict[AssetPath, float] = {}
         self._source_ms: dict[AssetPath, int] = {}
+        # The publisher thread's next look (monotonic s): a change wakes it only when it makes
+        # an asset due before that, and looks are at least ``_gather_s`` apart, so that the
+        # assets falling due meanwhile are built together (see ``_run``).
+        self._wake_at = math.inf
+        self._gather_s = min_interval_s * _GATHER_SHARE
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.published_total = 0
@@ -97,8 +110,7 @@ class UnsPublisher:
         with self._cond:
             for asset, ts_ms in assets.items():
                 self._source_ms[asset] = max(self._source_ms.get(asset, ts_ms), ts_ms)
-                self._dirty.add(asset)
-            self._cond.notify()
+                self._mark(asset)
 
     def edited(self, asset: AssetPath) -> None:
         """A manual edit of the asset was stored (an ``MesService.edit_listeners`` entry): its
@@ -107,14 +119,24 @@ class UnsPublisher:
         now = self._queries.now_ms()
         with self._cond:
             self._source_ms[asset] = max(self._source_ms.get(asset, now - 1) + 1, now)
-            self._dirty.add(asset)
-            self._cond.notify()
+            self._mark(asset)
 
     def republish_all(self) -> None:
         """Every asset again (a host session came online); called from the MQTT thread, so it
         only marks them."""
         with self._cond:
-            self._dirty.update(self._assets)
+            for asset in self._assets:
+                self._mark(asset)
+
+    def _mark(self, asset: AssetPath) -> None:
+        """``asset`` changed (under the lock): wake the publisher if it is due before the
+        publisher's next look."""
+        if asset in self._dirty:
+            return  # already waiting: the next look counts with it
+        self._dirty.add(asset)
+        due = self._last_sent.get(asset, -math.inf) + self._min_interval
+        if due < self._wake_at:
+            self._wake_at = due
             self._cond.notify()
 
     # -- publishing -----------------------------------------------------------------------------
@@ -133,8 +155,12 @@ class UnsPublisher:
             if self._flush is not None and not self._flush(10.0):
                 log.warning("UNS: the historian did not flush; documents may lag")
             refused_before = self.refused_total
-            for asset in sorted(due):
-                self._publish(asset)
+            built = self._build(
+                [a for a in sorted(due) if self._may_publish is None or self._may_publish(a)]
+            )
+            for asset, documents in built.items():
+                if documents is not None:
+                    self._publish(asset, documents)
             if self._refusing and self.refused_total == refused_before:
                 self._refusing = False
                 log.info("UNS: the broker takes documents again")
@@ -142,14 +168,30 @@ class UnsPublisher:
                 waiting.append(now + self._min_interval)
         return min(waiting) if waiting else None
 
-    def _publish(self, asset: AssetPath) -> None:
-        if self._may_publish is not None and not self._may_publish(asset):
-            return
+    def _build(self, assets: list[AssetPath]) -> dict[AssetPath, dict[str, dict[str, Any]] | None]:
+        """The documents of ``assets`` at one instant, their accounts read together; None for
+        an asset whose documents could not be built (logged)."""
+        now = self._queries.now_ms()
         try:
-            documents = self.documents(asset)
-        except Exception:  # one asset's bad data must not stop the mirror of the others
-            log.exception("UNS: could not build the documents of %s", asset)
-            return
+            totals = self._accounts.totals(assets, now)
+        except Exception:  # built one by one below, each failure logged with its asset
+            totals = {}
+        built: dict[AssetPath, dict[str, dict[str, Any]] | None] = {}
+        for asset in assets:
+            try:
+                period, account = totals.get(asset) or self._total(asset, now)
+                built[asset] = self._documents(asset, now, period, account)
+            except Exception:  # one asset's bad data must not stop the mirror of the others
+                log.exception("UNS: could not build the documents of %s", asset)
+                built[asset] = None
+        return built
+
+    def _total(self, asset: AssetPath, now: int) -> tuple[Period, TimeAccount]:
+        period = Period(*self._period(asset, now))
+        start = period.start_ms
+        return period, self._queries.total(asset, start, max(now, start + 1))
+
+    def _publish(self, asset: AssetPath, documents: dict[str, dict[str, Any]]) -> None:
         online = [host for host in self._hosts if host.online]
         refused = False
         for kind, document in documents.items():
@@ -178,31 +220,36 @@ class UnsPublisher:
 
     def documents(self, asset: AssetPath) -> dict[str, dict[str, Any]]:
         """The ``state`` and ``oee`` documents of one asset, as they are now."""
-        service, now = self._service, self._queries.now_ms()
-        current = service.current(asset)
+        now = self._queries.now_ms()
+        period, account = self._accounts.totals([asset], now)[asset]
+        return self._documents(asset, now, period, account)
+
+    def _documents(
+        self, asset: AssetPath, now: int, period: Period, account: TimeAccount
+    ) -> dict[str, dict[str, Any]]:
+        current = self._service.current(asset)
         with self._cond:
             source = self._source_ms.get(asset, 0)
         if current is not None:
             source = max(source, current.start_ms)
-        start, end, label = self._period(asset, now)
-        account = self._queries.total(asset, start, max(now, start + 1))
+        start, end, label = period.start_ms, period.end_ms, period.label
         common = {"asset": str(asset), "time": _iso(now), "time_ms": now}
         common |= {"source_time": _iso(source), "source_ts_ms": source}
-        period = {"shift": label, "start": _iso(start), "start_ms": start}
-        period |= {"end": _iso(end), "end_ms": end}
+        span = {"shift": label, "start": _iso(start), "start_ms": start}
+        span |= {"end": _iso(end), "end_ms": end}
         return {
             "state": {
                 "key": f"{asset}/state/{source}",
                 **common,
                 **self._state(asset, now),
                 "counts": {
-                    **period,
+                    **span,
                     "total": account.total_count,
                     "good": account.good_count,
                     "reject": account.reject_count,
                 },
             },
-            "oee": {"key": f"{asset}/oee/{source}", **common, **period, **_figures(account)},
+            "oee": {"key": f"{asset}/oee/{source}", **common, **span, **_figures(account)},
         }
 
     def _state(self, asset: AssetPath, now: int) -> dict[str, Any]:
@@ -252,17 +299,27 @@ class UnsPublisher:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        next_due: float | None = None
+        # Every sample of a bound tag marks its asset changed: a thousand assets whose counters
+        # tick every second are a thousand changes a second. The thread looks when the first
+        # waiting asset falls due, and at most every ``_gather_s``: the assets due by then are
+        # published together (one flush of the historian, one read of their accounts).
+        last_look = -math.inf
         while True:
             with self._cond:
+                while not self._stopping:
+                    at = max(self._wake_at, last_look + self._gather_s)
+                    wait = at - self._monotonic()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(None if math.isinf(at) else wait)
                 if self._stopping:
                     return
-                if not self._dirty or next_due is not None:
-                    wait = None if next_due is None else max(0.0, next_due - self._monotonic())
-                    self._cond.wait(wait)
-                if self._stopping:
-                    return
+                self._wake_at = math.inf
+            last_look = self._monotonic()
             next_due = self.pump()
+            if next_due is not None:
+                with self._cond:
+                    self._wake_at = min(self._wake_at, next_due)
 
 
 def _figures(account: TimeAccount) -> dict[str, Any]:
