@@ -28,6 +28,7 @@ __all__ = [
     "hour_bucket",
     "hour_bucket_start",
     "local_to_utc_ms",
+    "next_hour_boundary",
     "shifts_of",
     "utc_ms_to_local",
 ]
@@ -252,20 +253,17 @@ _last_hour: dict[ZoneInfo, tuple[int, int]] = {}
 
 
 def hour_bucket(ts_ms: int, zone: ZoneInfo) -> tuple[int, int]:
-    """(start, end) of the rollup bucket of ``ts_ms``: the local clock hour containing it, to
-    the start of the next one (``start + 1 h`` if that is not later).
+    """(start, end) of the rollup bucket of ``ts_ms``: from the last local hour boundary at or
+    before it to the next one after it (``hour_bucket_start``, ``next_hour_boundary``).
 
-    Rollups put every count in its hour, so the hour found is remembered: every instant of
-    [start, start + 1 h) has that start when the UTC offset is the same at both ends (time
-    zones change their offset months apart, never twice within an hour)."""
+    Rollups put every count in its hour, so the bucket found is remembered: buckets tile the
+    time line, so every instant of [start, end) has this one."""
     last = _last_hour.get(zone)
-    if last is not None and last[0] <= ts_ms < last[0] + HOUR_MS:
+    if last is not None and last[0] <= ts_ms < last[1]:
         return last
     start = hour_bucket_start(ts_ms, zone)
-    following = hour_bucket_start(start + HOUR_MS, zone)
-    found = (start, following if following > start else start + HOUR_MS)
-    if _offset_ms(start, zone) == _offset_ms(start + HOUR_MS - 1, zone):
-        _last_hour[zone] = found
+    found = (start, next_hour_boundary(start, zone))
+    _last_hour[zone] = found
     return found
 
 
@@ -274,12 +272,46 @@ def _offset_ms(ts_ms: int, zone: ZoneInfo) -> int:
     return 0 if offset is None else offset // _MS
 
 
+def _offset_change(after_ms: int, until_ms: int, zone: ZoneInfo) -> int:
+    """The instant in (after_ms, until_ms] from which the UTC offset is that of ``until_ms``
+    (the offsets at the two ends differ; zones change their offset months apart, so there is
+    one change between instants less than two hours apart)."""
+    new = _offset_ms(until_ms, zone)
+    low, high = after_ms, until_ms  # offset(low) != new, offset(high) == new
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _offset_ms(middle, zone) == new:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
 def hour_bucket_start(ts_ms: int, zone: ZoneInfo) -> int:
-    """Start of the local clock hour containing ``ts_ms``: equal to the UTC hour for whole-hour
-    offsets, shifted by 30 or 45 minutes for sites such as Asia/Kolkata or Asia/Kathmandu."""
-    offset = utc_ms_to_local(ts_ms, zone).utcoffset()
-    offset_ms = 0 if offset is None else offset // _MS
-    return (ts_ms + offset_ms) // HOUR_MS * HOUR_MS - offset_ms
+    """The last local hour boundary at or before ``ts_ms``: an instant whose local time is on
+    the hour. Equal to the UTC hour for whole-hour offsets, shifted by 30 or 45 minutes for
+    sites such as Asia/Kolkata or Asia/Kathmandu. Where a clock change is not a whole hour
+    (Australia/Lord_Howe moves by 30 minutes), the hour around it is 30 or 90 minutes long."""
+    offset_ms = _offset_ms(ts_ms, zone)
+    candidate = (ts_ms + offset_ms) // HOUR_MS * HOUR_MS - offset_ms
+    if _offset_ms(candidate, zone) == offset_ms:
+        return candidate
+    # The clock changed after the candidate: it is not on the hour in the offset it had then.
+    # The last boundary is the last one under the old offset, before the change.
+    return hour_bucket_start(_offset_change(candidate, ts_ms, zone) - 1, zone)
+
+
+def next_hour_boundary(ts_ms: int, zone: ZoneInfo) -> int:
+    """The first local hour boundary after ``ts_ms`` (see ``hour_bucket_start``)."""
+    offset_ms = _offset_ms(ts_ms, zone)
+    candidate = (ts_ms + offset_ms) // HOUR_MS * HOUR_MS + HOUR_MS - offset_ms
+    if _offset_ms(candidate, zone) == offset_ms:
+        return candidate
+    # The clock changed before the candidate: the first boundary is the first one on the
+    # new clock from the change on (the change itself when it lands on the hour).
+    change = _offset_change(ts_ms, candidate, zone)
+    new_offset = _offset_ms(change, zone)
+    return -((-(change + new_offset)) // HOUR_MS) * HOUR_MS - new_offset
 
 
 def shifts_of(

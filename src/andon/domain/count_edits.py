@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from andon.domain.assets import AssetPath
-from andon.domain.calendar import HOUR_MS, ShiftCalendar, hour_bucket_start
+from andon.domain.calendar import ShiftCalendar, hour_bucket_start, next_hour_boundary
 from andon.domain.errors import DomainError
 
 __all__ = [
@@ -203,8 +203,7 @@ def edit_boundaries(
     cuts = {start_ms, end_ms}
     cursor = hour_bucket_start(start_ms, zone)
     while cursor < end_ms:
-        following = hour_bucket_start(cursor + HOUR_MS, zone)
-        cursor = following if following > cursor else cursor + HOUR_MS
+        cursor = next_hour_boundary(cursor, zone)
         if start_ms < cursor < end_ms:
             cuts.add(cursor)
     if calendar is not None:

@@ -28,7 +28,7 @@ from andon.domain import (
     hour_bucket_start,
 )
 from andon.domain.account_sums import account_from_values, sum_accounts
-from andon.domain.calendar import HOUR_MS, utc_ms_to_local
+from andon.domain.calendar import hour_bucket, utc_ms_to_local
 from andon.server.mes_service import MesService
 
 __all__ = ["Bucket", "MesQueries"]
@@ -92,11 +92,8 @@ class MesQueries:
     # -- accounts -----------------------------------------------------------------------------
     def _next_hour(self, asset: AssetPath, ts_ms: int) -> int:
         zone = self.service.zone_for(asset)
-        start = hour_bucket_start(ts_ms, zone)
-        if start == ts_ms:
-            return ts_ms
-        end = hour_bucket_start(start + HOUR_MS, zone)
-        return end if end > start else start + HOUR_MS
+        start, end = hour_bucket(ts_ms, zone)
+        return ts_ms if start == ts_ms else end
 
     def _shifts(
         self, asset: AssetPath, start_ms: int, end_ms: int
