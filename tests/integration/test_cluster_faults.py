@@ -80,8 +80,19 @@ def test_a_paused_leader_is_fenced_publishes_nothing_and_rejoins_passive(
     rig.start_edges()
     rig.wait_recorded(300, timeout=60)
 
+    paused = observer.sentinel().index
     rig.pause("a")
     wait_until(lambda: rig.node("b").role("plant") == "active", 20, "b never took over")
+    # b reports itself active a moment before its STATE (online) reaches the broker: wait for
+    # that STATE, so that only what is published after the resume is counted below.
+    wait_until(
+        lambda: any(
+            m.host_id == HOST_ID and m.state is not None and m.state[0]
+            for m in observer.messages(since=paused)
+        ),
+        20,
+        "b never declared the primary host online",
+    )
     lease = rig.lease()
     assert lease is not None
     assert (lease.node, lease.epoch) == ("b", 2)
