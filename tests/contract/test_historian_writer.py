@@ -254,3 +254,33 @@ def test_gathered_derived_changes_are_written_when_the_delay_passes() -> None:
         assert written == [5]
     finally:
         assert writer.stop(timeout=10)
+
+
+def test_derived_writes_do_not_cut_the_batch_of_samples_short() -> None:
+    """The MES submits a derived write per message: one between every two messages' samples
+    must not make a transaction per message."""
+    order: list[str] = []
+
+    class OrderStore(RecordingStore):
+        def write_batch(self, samples: Sequence[Sample]) -> int:
+            order.append(f"samples {len(samples)}")
+            return super().write_batch(samples)
+
+    class OrderDerived(GatheringDerived):
+        def write(self, fence: object = None) -> None:
+            order.append(f"derived {self.rows}")
+
+    store = OrderStore()
+    writer = HistorianWriter(store, max_batch=1_000, derived_max_delay_s=0.0)
+    submitted = _samples(250)
+    for first in range(0, 250, 25):  # queued before start: the writer finds them all at once
+        assert writer.submit(submitted[first : first + 25])
+        assert writer.submit_derived(OrderDerived(1, []))
+    writer.start()
+    try:
+        assert writer.flush(timeout=10)
+        # One transaction of samples, then the derived writes (merged), never before them.
+        assert order == ["samples 250", "derived 10"]
+        assert store.committed == submitted
+    finally:
+        assert writer.stop(timeout=10)

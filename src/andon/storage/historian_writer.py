@@ -20,7 +20,8 @@ Samples count as queued until their batch is committed or spooled, so ``queue_ca
 bounds all the samples the writer holds in memory.
 
 Derived records (the MES service's intervals, counts and rollups) travel through the same queue
-as ``WriteDerived`` commands and are written by the same thread, in order with the samples, so a
+as ``WriteDerived`` commands and are written by the same thread, after the samples submitted
+before them (they do not cut a batch of samples short: gathered, they are written together), so a
 database still has exactly one writer. They cannot go to the sample spool: while the database is
 down they wait in memory, coalesced (``DerivedWrite.merge``: a row rewritten twice is kept once,
 rollup increments are summed), bounded by ``queue_capacity`` rows, beyond which
@@ -308,12 +309,12 @@ class HistorianWriter:
                     if self._drain_spool(self._spool):
                         return
                     continue
-                batch, control = self._take()
+                batch, derived, control = self._take()
                 if batch:
                     self._write_from_memory(batch)
-                if isinstance(control, WriteDerived):
-                    self._merge_derived([control.write])
-                elif isinstance(control, Flush):
+                if derived:
+                    self._merge_derived(derived)
+                if isinstance(control, Flush):
                     if self._derived is None:
                         control.done.set()
                     else:
@@ -330,8 +331,15 @@ class HistorianWriter:
         finally:
             self._close_spool()
 
-    def _take(self) -> tuple[list[Sample], WriteDerived | Flush | Stop | None]:
-        """The next batch, or a control command once the samples before it are written."""
+    def _take(self) -> tuple[list[Sample], list[DerivedWrite], Flush | Stop | None]:
+        """The next batch of samples, the derived writes queued among them (to merge once the
+        batch is written), or a control command once everything before it is written.
+
+        Derived writes do not end a batch: the MES submits one per message it derives from, and
+        ending the batch there made a busy plant write a transaction per message (a wide plant
+        then writes a page per sample). Merged after the batch, they are still written after
+        every sample submitted before them."""
+        derived: list[DerivedWrite] = []
         with self._not_empty:
             while not self._commands:
                 if self._derived is None:
@@ -339,18 +347,22 @@ class HistorianWriter:
                     continue
                 remaining = self._derived_since + self._derived_delay_s - time.monotonic()
                 if remaining <= 0:
-                    return [], None  # the gathered derived changes are due
+                    return [], derived, None  # the gathered derived changes are due
                 self._not_empty.wait(remaining)
             batch: list[Sample] = []
             deadline = time.monotonic() + self._max_batch_delay_s
             while True:
                 while self._commands and len(batch) < self._max_batch:
                     head = self._commands[0]
-                    if not isinstance(head, WriteSamples):
-                        if batch:
-                            return batch, None  # write first; the command stays queued
+                    if isinstance(head, WriteDerived):
                         self._commands.popleft()
-                        return batch, head
+                        derived.append(head.write)
+                        continue
+                    if not isinstance(head, WriteSamples):
+                        if batch or derived:
+                            return batch, derived, None  # write first; the command stays
+                        self._commands.popleft()
+                        return batch, derived, head
                     room = self._max_batch - len(batch)
                     taken = head.samples[self._head_offset : self._head_offset + room]
                     batch.extend(taken)
@@ -358,13 +370,13 @@ class HistorianWriter:
                     if self._head_offset >= len(head.samples):
                         self._commands.popleft()
                         self._head_offset = 0
-                if len(batch) >= self._max_batch or self._commands:
-                    return batch, None
+                if len(batch) >= self._max_batch or self._commands or not batch:
+                    return batch, derived, None
                 # Not a full batch: wait briefly for more so a trickle of samples does not
                 # become one transaction each.
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return batch, None
+                    return batch, derived, None
                 self._not_empty.wait(remaining)
 
     def _write_from_memory(self, batch: list[Sample]) -> None:
