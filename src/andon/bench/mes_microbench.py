@@ -7,7 +7,13 @@
 - ``uns_document``: the UNS documents of every asset at ``into_hour_s`` into the running hour,
   built as the publisher builds them (the derived records in SQLite), CPU µs per document;
 - ``derived_write``: the MES transaction of half a second of the 1,000-asset plant (what
-  ``mes_write_delay_s`` gathers: 500 counts, 2,000 rollup increments), CPU ms, on SQLite.
+  ``mes_write_delay_s`` gathers: 500 counts, 2,000 rollup increments), CPU ms, on SQLite;
+- ``retained_bytes_per_sample``: the memory (tracemalloc) the domain builders of an asset -- an
+  interval builder and three counter series -- hold per sample they keep for late data (state
+  code, mode and three counters a second, the state changing every few minutes, each sample
+  with its own timestamp object as decoded): what the week of ``mes_horizon_hours`` costs;
+- ``mes_retained_bytes_per_asset_second``: the same for the whole ``MesService`` per asset and
+  second of the scale plant (its builders and what it keeps beside them).
 
 Run it with ``python -m andon.bench.mes_microbench``.
 """
@@ -20,14 +26,25 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Sequence
+import tracemalloc
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from andon.bench.paced_load import STATE_CYCLE, STATE_ROUNDS, machine_id
 from andon.bench.scale import GROUP, scale_plant_toml
-from andon.domain import AssetPath, ProducedCount, TimeAccount
+from andon.domain import (
+    PRODUCTION,
+    AssetPath,
+    CounterSample,
+    CountSeries,
+    IntervalBuilder,
+    ModeSample,
+    ProducedCount,
+    StateSample,
+    TimeAccount,
+)
 from andon.server.mes_queries import MesQueries
 from andon.server.mes_service import MesService
 from andon.server.plant_file import parse_plant
@@ -71,6 +88,16 @@ def _message(assets: int, index: int, round_no: int, ts: int, *, steady: bool) -
         ("Count/Outfeed", outfeed), ("Count/Waste", waste),
     ]  # fmt: skip
     return [Sample(f"{prefix}/{name}", ts, value) for name, value in values]
+
+
+class _DiscardingSink:
+    """Accepts the derived writes and keeps nothing (for the memory figures)."""
+
+    def submit_derived(self, write: MesWrite, timeout: float | None = None) -> bool:
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
 
 
 def _service(url: str, assets: int, sink: Any, clock: dict[str, int]) -> MesService:
@@ -169,11 +196,76 @@ def _derived_write(work: Path, assets: int = 1000) -> float:
     return elapsed / len(windows) * 1e3
 
 
+def _traced_growth(warm_up: Callable[[], None], measured: Callable[[], None]) -> int:
+    """Bytes allocated by ``measured()`` and still held after it (tracemalloc), ``warm_up()``
+    run first untraced (what a builder allocates once is not per sample)."""
+    warm_up()
+    gc.collect()
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        measured()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+
+
+def _retained_bytes_per_sample(assets: int, seconds: int) -> float:
+    plant = parse_plant(tomllib.loads(scale_plant_toml(assets, 2)), "scale.toml")
+    paths = sorted(plant.bound_assets, key=str)
+    builders = [IntervalBuilder(path, plant.state_maps[path]) for path in paths]
+    counters = [[CountSeries(2**32 - 1) for _ in range(3)] for _ in paths]
+
+    def run(first: int, last: int) -> None:
+        for round_no in range(first, last):
+            offset = round_no * 1000
+            for index, builder in enumerate(builders):
+                # ``_T0 + offset``: a new int object a sample, as decoded timestamps are.
+                code = STATE_CYCLE[((round_no + index * 7) // STATE_ROUNDS) % len(STATE_CYCLE)]
+                builder.apply(
+                    [StateSample(_T0 + offset, code)], [ModeSample(_T0 + offset, PRODUCTION)]
+                )
+                outfeed, waste = round_no * 2 + index + 1000, round_no // 50
+                values = (outfeed + waste, outfeed, waste)
+                for series, value in zip(counters[index], values, strict=True):
+                    series.apply([CounterSample(_T0 + offset, value)])
+
+    warm_up_s = min(60, seconds)
+    held = _traced_growth(lambda: run(0, warm_up_s), lambda: run(warm_up_s, warm_up_s + seconds))
+    return held / (len(paths) * seconds * 5)
+
+
+def _mes_retained_bytes_per_asset_second(work: Path, assets: int, seconds: int) -> float:
+    clock = {"now": _T0}
+    service = _service(f"sqlite:///{work / 'memory.db'}", assets, _DiscardingSink(), clock)
+
+    def run(first: int, last: int) -> None:
+        for round_no in range(first, last):
+            ts = _T0 + round_no * 1000
+            clock["now"] = ts
+            for i in range(assets):
+                service.offer(_message(assets, i, round_no, ts, steady=False))
+
+    warm_up_s = min(60, seconds)
+    held = _traced_growth(lambda: run(0, warm_up_s), lambda: run(warm_up_s, warm_up_s + seconds))
+    service.repository.close()
+    return held / (assets * seconds)
+
+
 def mes_microbench(
-    assets: int = 200, seconds: int = 120, running_s: int = 1800, into_hour_s: int = 1200
+    assets: int = 200,
+    seconds: int = 120,
+    running_s: int = 1800,
+    into_hour_s: int = 1200,
+    memory_s: int = 900,
 ) -> dict[str, float]:
     """The figures (see the module), and ``uns_documents``: how many the measured pump built (a
-    ``state`` and an ``oee`` document for each of its 50 assets)."""
+    ``state`` and an ``oee`` document for each of its 50 assets). The memory figures take 20
+    assets over ``memory_s`` seconds."""
     with tempfile.TemporaryDirectory(prefix="andon-mes-microbench-") as tmp:
         work = Path(tmp)
         uns_us, documents = _uns_document(work, 50, into_hour_s)
@@ -183,6 +275,10 @@ def mes_microbench(
             "uns_document_us": uns_us,
             "uns_documents": documents,
             "derived_write_ms_per_half_second": _derived_write(work),
+            "retained_bytes_per_sample": _retained_bytes_per_sample(20, memory_s),
+            "mes_retained_bytes_per_asset_second": _mes_retained_bytes_per_asset_second(
+                work, 20, memory_s
+            ),
         }
 
 

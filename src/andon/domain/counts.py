@@ -21,7 +21,6 @@ jumping is fine); the caller gives the fastest ideal rate of the asset with a ge
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,6 +28,7 @@ from typing import Protocol
 
 from andon.domain.assets import AssetPath
 from andon.domain.errors import DomainError
+from andon.domain.sample_log import SampleLog
 
 __all__ = [
     "IMPLAUSIBLE_SLACK",
@@ -106,21 +106,28 @@ class CountSeries:
         # denominator): exact, and Fraction arithmetic for every sample showed in profiles.
         self._rate_num = 0 if max_units_per_ms is None else max_units_per_ms.numerator
         self._rate_den = 1 if max_units_per_ms is None else max_units_per_ms.denominator
-        self._values: dict[int, int] = {}
-        self._ts: list[int] = []
+        # Kept for the service's horizon (a week at 1 Hz): 16 bytes a sample.
+        self._log = SampleLog()
+        self._last: tuple[int, int] | None = None  # the latest sample, read for each new one
 
     @property
     def deltas(self) -> tuple[CountDelta, ...]:
-        return tuple(self._delta(a, b) for a, b in zip(self._ts, self._ts[1:], strict=False))
+        stamps, values = self._log.timestamps(), self._log.values()
+        return tuple(
+            self._delta(i, stamps[i], values[i], stamps[i + 1], values[i + 1])
+            for i in range(len(stamps) - 1)
+        )
 
-    def _delta(self, a: int, b: int) -> CountDelta:
-        delta = counter_delta(self._values[a], self._values[b], self._max, self._window)
+    def _delta(self, index: int, a: int, a_value: int, b: int, b_value: int) -> CountDelta:
+        """The delta between the sample at position ``index`` (``a``, ``a_value``) and the next
+        one (``b``, ``b_value``), as the log holds them now."""
+        delta = counter_delta(a_value, b_value, self._max, self._window)
         if self._max_rate is None or self._plausible(delta, b - a):
             return CountDelta(a, b, delta)
         # The counter may have been standing at this value long before ``a`` (republished
         # unchanged, e.g. in a birth after a reconnect): the production took place since it
         # last changed, so that is the time the bound allows for.
-        since = self._unchanged_since(a)
+        since = self._unchanged_since(index)
         if self._plausible(delta, b - since):
             return CountDelta(a, b, delta)
         return CountDelta(a, b, 0, dropped=delta)
@@ -129,59 +136,64 @@ class CountSeries:
         """``delta <= max_units_per_ms * elapsed_ms + IMPLAUSIBLE_SLACK``, in integers."""
         return (delta - IMPLAUSIBLE_SLACK) * self._rate_den <= self._rate_num * elapsed_ms
 
-    def _unchanged_since(self, ts: int) -> int:
-        """The earliest sample time from which the counter read what it reads at ``ts``."""
-        i = bisect_left(self._ts, ts)
-        value = self._values[ts]
-        stop = max(0, i - _UNCHANGED_LOOKBACK)
-        while i > stop and self._values[self._ts[i - 1]] == value:
-            i -= 1
-        return self._ts[i]
+    def _unchanged_since(self, index: int) -> int:
+        """The earliest sample time from which the counter read what it reads at position
+        ``index``."""
+        log = self._log
+        value = log.value_at(index)
+        stop = max(0, index - _UNCHANGED_LOOKBACK)
+        while index > stop and log.value_at(index - 1) == value:
+            index -= 1
+        return log.ts_at(index)
 
     def apply(self, samples: Iterable[CounterSample]) -> CountChanges:
         """Add samples; returns the deltas that disappeared and appeared. A sample contradicting
         a known one at the same instant, or out of range, rejects the whole batch."""
+        log = self._log
+        last = self._last
         fresh: dict[int, int] = {}
         for sample in samples:
-            if not 0 <= sample.value <= self._max:
-                raise DomainError(f"counter value {sample.value} is outside 0..{self._max}")
-            known = self._values.get(sample.ts_ms, fresh.get(sample.ts_ms))
+            ts, value = sample.ts_ms, sample.value
+            if not 0 <= value <= self._max:
+                raise DomainError(f"counter value {value} is outside 0..{self._max}")
+            known = None if last is None or ts > last[0] else log.get(ts)
             if known is None:
-                fresh[sample.ts_ms] = sample.value
-            elif known != sample.value:
-                raise DomainError(
-                    f"conflicting counter values at {sample.ts_ms}: {known} and {sample.value}"
-                )
+                known = fresh.get(ts)
+            if known is None:
+                fresh[ts] = value
+            elif known != value:
+                raise DomainError(f"conflicting counter values at {ts}: {known} and {value}")
         removed: list[CountDelta] = []
         added: list[CountDelta] = []
+        size = len(log)
         for ts in sorted(fresh):
-            i = bisect_left(self._ts, ts)
-            before = self._ts[i - 1] if i > 0 else None
-            after = self._ts[i] if i < len(self._ts) else None
-            self._values[ts] = fresh[ts]
-            self._ts.insert(i, ts)
-            if before is not None and after is not None:
-                gone = self._delta(before, after)
+            value = fresh[ts]
+            i = log.put(ts, value)  # a new instant: inserted at i
+            size += 1
+            if i == size - 1:  # after the last one (live data): one new delta, from the last
+                if last is not None:
+                    added.append(self._delta(i - 1, last[0], last[1], ts, value))
+                self._last = last = (ts, value)
+                continue
+            if i > 0:
+                before, before_value = log.ts_at(i - 1), log.value_at(i - 1)
+                after, after_value = log.ts_at(i + 1), log.value_at(i + 1)
+                gone = self._delta(i - 1, before, before_value, after, after_value)
                 if gone in added:
                     added.remove(gone)  # created by this same batch: never persisted
                 else:
                     removed.append(gone)
-            if before is not None:
-                added.append(self._delta(before, ts))
-            if after is not None:
-                added.append(self._delta(ts, after))
+                added.append(self._delta(i - 1, before, before_value, ts, value))
+            added.append(self._delta(i, ts, value, log.ts_at(i + 1), log.value_at(i + 1)))
         return CountChanges(tuple(removed), tuple(added))
 
     def __len__(self) -> int:
-        return len(self._ts)
+        return len(self._log)
 
     def prune_before(self, ts_ms: int) -> None:
         """Forget the values before the last one at or before ``ts_ms``: the deltas ending at
         or after it stay as they are (the service then ignores older samples)."""
-        keep = max(bisect_right(self._ts, ts_ms) - 1, 0)
-        for t in self._ts[:keep]:
-            del self._values[t]
-        del self._ts[:keep]
+        self._log.drop_first(max(self._log.index_at_or_before(ts_ms), 0))
 
 
 @dataclass(frozen=True, slots=True)

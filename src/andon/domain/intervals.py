@@ -21,19 +21,22 @@ PLC codes underneath are kept, so removing the added state gives back what the P
 states never overlap each other, and one is not added over a manual split (revert that first).
 
 Memory: ``prune_before`` forgets what lies before the interval containing an instant (the
-service keeps a horizon for late data); ``intervals`` then start at that interval.
+service keeps a horizon for late data); ``intervals`` then start at that interval. The samples
+kept for that horizon (a week at 1 Hz: most of what the builder holds) are ``SampleLog``s, 16
+bytes a sample.
 """
 
 from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
 from andon.domain.assets import AssetPath
 from andon.domain.errors import DomainError
+from andon.domain.sample_log import InternedSampleLog, SampleLog
 from andon.domain.states import PRODUCTION, Mode, StateMap, StateType
 
 __all__ = [
@@ -128,10 +131,9 @@ class IntervalBuilder:
         self.asset = asset
         self._map = state_map
         self._default_mode = default_mode
-        self._codes: dict[int, int] = {}
-        self._code_ts: list[int] = []
-        self._modes: dict[int, Mode] = {}
-        self._mode_ts: list[int] = []
+        self._codes = SampleLog()  # the PLC's state codes
+        self._modes: InternedSampleLog[Mode] = InternedSampleLog()
+        self._latest_sample_ms: int | None = None  # of codes and modes (pruning keeps it)
         self._splits: set[int] = set()
         self._split_ts: list[int] = []
         self._reasons: dict[int, str] = {}  # interval start -> reason assigned by a user
@@ -185,7 +187,7 @@ class IntervalBuilder:
     def memory_size(self) -> int:
         """How many things the builder holds (samples, edits, intervals): what pruning bounds."""
         return (
-            len(self._code_ts) + len(self._mode_ts) + len(self._split_ts) + len(self._reasons)
+            len(self._codes) + len(self._modes) + len(self._split_ts) + len(self._reasons)
             + len(self._override_ts) + len(self._intervals)
         )  # fmt: skip
 
@@ -197,17 +199,22 @@ class IntervalBuilder:
 
         A sample that contradicts a known one at the same instant is bad input: the whole batch
         is rejected with a DomainError and nothing changes."""
-        new_codes = _new_values(self._codes, ((s.ts_ms, s.code) for s in samples), "state code")
-        new_modes = _new_values(self._modes, ((m.ts_ms, m.mode) for m in modes), "mode")
+        latest = self._latest_sample_ms
+        incoming = ((s.ts_ms, s.code) for s in samples)
+        new_codes = _new_values(self._codes.get, latest, incoming, "state code")
+        incoming_modes = ((m.ts_ms, m.mode) for m in modes)
+        new_modes = _new_values(self._modes.get, latest, incoming_modes, "mode")
         if not new_codes and not new_modes:
             return IntervalChanges()
-        first = min([*new_codes, *new_modes])
-        live = self._after_everything(first)
-        _merge_into(self._codes, self._code_ts, new_codes)
-        _merge_into(self._modes, self._mode_ts, new_modes)
+        instants = sorted({*new_codes, *new_modes})
+        live = self._after_everything(instants[0])
+        self._codes.put_many(new_codes)
+        self._modes.put_many(new_modes)
+        if latest is None or instants[-1] > latest:
+            self._latest_sample_ms = instants[-1]
         if live:
-            return self._extend(sorted({*new_codes, *new_modes}))
-        return self._rederive(first)
+            return self._extend(instants, new_codes, new_modes)
+        return self._rederive(instants[0])
 
     def assign_reason(self, start_ms: int, reason_id: str | None) -> IntervalChanges:
         """Give the stop starting at ``start_ms`` a reason (``None`` restores the default)."""
@@ -297,11 +304,8 @@ class IntervalBuilder:
         floor = self._starts[i]
         del self._intervals[:i]
         del self._starts[:i]
-        for values, order in ((self._codes, self._code_ts), (self._modes, self._mode_ts)):
-            keep = max(bisect_right(order, floor) - 1, 0)
-            for t in order[:keep]:
-                del values[t]
-            del order[:keep]
+        for log in (self._codes, self._modes):
+            log.drop_first(max(log.index_at_or_before(floor), 0))
         drop = bisect_left(self._split_ts, floor)
         self._splits.difference_update(self._split_ts[:drop])
         del self._split_ts[:drop]
@@ -328,22 +332,27 @@ class IntervalBuilder:
         if not self._intervals or self._intervals[-1].end_ms is not None:
             return False
         last = self._starts[-1]
-        for order in (self._code_ts, self._mode_ts, self._split_ts, self._edge_ts):
+        if self._latest_sample_ms is not None and self._latest_sample_ms > last:
+            last = self._latest_sample_ms
+        for order in (self._split_ts, self._edge_ts):
             if order and order[-1] > last:
                 last = order[-1]
         return ts_ms > last and not any(s > self._starts[-1] for s in self._reasons)
 
-    def _extend(self, instants: list[int]) -> IntervalChanges:
+    def _extend(
+        self, instants: list[int], new_codes: dict[int, int], new_modes: dict[int, Mode]
+    ) -> IntervalChanges:
         """``_rederive`` for live data (``_after_everything``): only the new instants are walked,
-        from the open interval's code and mode (no split or added state lies ahead). A
-        re-derivation walks every sample since the interval before the open one: for a machine
-        running for hours, every sample of those hours, again for each new one."""
+        from the open interval's code and mode (no split or added state lies ahead), and the
+        samples there are the new ones. A re-derivation walks every sample since the interval
+        before the open one: for a machine running for hours, every sample of those hours,
+        again for each new one."""
         current = self._intervals[-1]
         start, code, mode = current.start_ms, current.code, current.mode
         added: list[StateInterval] = []
         for t in instants:
-            new_code = self._codes.get(t, code)
-            new_mode = self._modes.get(t, mode)
+            new_code = new_codes.get(t, code)
+            new_mode = new_modes.get(t, mode)
             if new_code != code or new_mode != mode:
                 added.append(self._make(start, t, code, mode))
                 start, code, mode = t, new_code, new_mode
@@ -394,15 +403,20 @@ class IntervalBuilder:
         )
 
     def _spans_from(self, begin: int) -> Iterator[tuple[int, int | None, int, Mode]]:
-        ci = bisect_right(self._code_ts, begin) - 1
-        mi = bisect_right(self._mode_ts, begin) - 1
-        plc = self._codes[self._code_ts[ci]] if ci >= 0 else None
+        codes, modes = self._codes, self._modes
+        ci = codes.index_at_or_before(begin)
+        mi = modes.index_at_or_before(begin)
+        plc = codes.value_at(ci) if ci >= 0 else None
         code = self._code_at(begin, plc)
-        mode = self._modes[self._mode_ts[mi]] if mi >= 0 else self._default_mode
+        mode = modes.value_at(mi) if mi >= 0 else self._default_mode
         start = begin
+        # The samples after ``begin``, walked alongside the merged instants (each is one).
+        code_ts, code_values = codes.timestamps(ci + 1), codes.values(ci + 1)
+        mode_ts, mode_values = modes.timestamps(mi + 1), modes.values(mi + 1)
+        next_code = next_mode = 0
         instants = heapq.merge(
-            self._code_ts[ci + 1 :],
-            self._mode_ts[mi + 1 :],
+            code_ts,
+            mode_ts,
             self._split_ts[bisect_right(self._split_ts, begin) :],
             self._edge_ts[bisect_right(self._edge_ts, begin) :],
         )
@@ -411,9 +425,14 @@ class IntervalBuilder:
             if t == previous:
                 continue
             previous = t
-            plc = self._codes.get(t, plc)
+            if next_code < len(code_ts) and code_ts[next_code] == t:
+                plc = code_values[next_code]
+                next_code += 1
             new_code = self._code_at(t, plc) if self._edges else plc
-            new_mode = self._modes.get(t, mode)
+            new_mode = mode
+            if next_mode < len(mode_ts) and mode_ts[next_mode] == t:
+                new_mode = mode_values[next_mode]
+                next_mode += 1
             if code is None:
                 start = t
             elif new_code != code or new_mode != mode or t in self._splits or t in self._edges:
@@ -424,23 +443,20 @@ class IntervalBuilder:
             yield start, None, code, mode
 
 
-def _new_values(known: dict[int, V], incoming: Iterable[tuple[int, V]], what: str) -> dict[int, V]:
+def _new_values(
+    known: Callable[[int], V | None],
+    latest: int | None,
+    incoming: Iterable[tuple[int, V]],
+    what: str,
+) -> dict[int, V]:
+    """The samples of ``incoming`` not ``known`` yet (none is after ``latest``)."""
     fresh: dict[int, V] = {}
     for ts, value in incoming:
-        current = known.get(ts, fresh.get(ts))
+        current = None if latest is None or ts > latest else known(ts)
+        if current is None:
+            current = fresh.get(ts)
         if current is None:
             fresh[ts] = value
         elif current != value:
             raise DomainError(f"conflicting {what} at {ts}: {current!r} and {value!r}")
     return fresh
-
-
-def _merge_into(values: dict[int, V], order: list[int], fresh: dict[int, V]) -> None:
-    if not fresh:
-        return
-    values.update(fresh)
-    new = sorted(fresh)
-    if not order or new[0] > order[-1]:
-        order.extend(new)  # live data: appended in O(batch)
-    else:
-        order[:] = sorted(order + new)  # timsort merges the two sorted runs in linear time
