@@ -83,6 +83,7 @@ def chromium_executable() -> str:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright's sync API keeps an event loop running in the main thread
     for the session, after which ``asyncio.run()`` in any other test would fail."""
+
     def is_browser_test(item: pytest.Item) -> bool:
         return item.get_closest_marker("e2e") is not None or "/e2e/" in f"/{item.nodeid}"
 

@@ -77,7 +77,6 @@ def test_first_write_wins_across_and_within_batches(store: HistorianStore) -> No
     assert [s.value for s in store.history("t", T0, T0 + 2)] == [1, 3]
 
 
-
 def test_a_large_batch_with_stored_rows_among_new_ones(store: HistorianStore) -> None:
     # Longer than any one statement of a SQL store (SQLite writes up to 4,000 rows per
     # statement, then smaller fixed sizes): every row lands once, with its own value, whatever
@@ -92,6 +91,7 @@ def test_a_large_batch_with_stored_rows_among_new_ones(store: HistorianStore) ->
     assert values == {
         (tags[i % 21], T0 + i): (-1.0 if i % 7 == 0 else float(i)) for i in range(9_000 - 1)
     }
+
 
 def test_empty_batch_writes_nothing(store: HistorianStore) -> None:
     assert store.write_batch([]) == 0
