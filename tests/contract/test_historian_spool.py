@@ -361,3 +361,36 @@ def test_flush_during_an_outage_returns_only_once_the_spooled_samples_are_commit
     assert results == [True]
     assert store.committed == _samples(100) + _samples(50, start=100)
     assert writer.stop(timeout=30)
+
+
+def test_derived_records_wait_for_the_spooled_samples_before_them(tmp_path: Path) -> None:
+    """Derived (MES) records are written after the samples submitted before them, also when
+    those samples went to the spool during an outage."""
+    store = SwitchStore()
+    store.down.set()
+    seen_at_write: list[int] = []
+
+    class Derived:
+        rows = 1
+
+        def merge(self, newer: object) -> None:
+            pass
+
+        def write(self, fence: object = None) -> None:
+            if store.down.is_set():
+                raise OperationalError("INSERT", {}, ConnectionRefusedError("connection refused"))
+            seen_at_write.append(len(store.committed))
+
+    writer = HistorianWriter(
+        store, retry_backoff_s=FAST_RETRY, spool_path=tmp_path / "s.db", derived_max_delay_s=0.0
+    )
+    writer.start()
+    try:
+        assert writer.submit(_samples(100))
+        assert writer.submit_derived(Derived())  # type: ignore[arg-type]
+        wait_for(lambda: writer.stats().spool_samples == 100, what="samples spooled")
+        store.down.clear()
+        assert writer.flush(timeout=30)
+        assert seen_at_write == [100]  # the spool was drained first
+    finally:
+        assert writer.stop(timeout=30)

@@ -298,7 +298,15 @@ class HistorianWriter:
                     self._spool_counts[1],
                 )
             while True:
-                if self._derived is not None and self._derived_due() and not self._try_derived():
+                # Derived records go after the samples submitted before them: while the spool
+                # holds samples (an outage moved them there), it is drained first.
+                spooled = self._spool is not None and len(self._spool) > 0
+                if (
+                    self._derived is not None
+                    and not spooled
+                    and self._derived_due()
+                    and not self._try_derived()
+                ):
                     # The database is down: samples keep moving to the spool meanwhile.
                     if self._spool is not None and self._spool_queue(everything=True):
                         self._write_derived()  # Stop was queued: one last attempt
