@@ -119,7 +119,8 @@ def prune(state: AssetState, cut_ms: int) -> None:
     forget_intervals_before(state, cut_ms)
     for series in state.series.values():
         series.prune_before(cut_ms)
-    state.deltas = {ts: triple for ts, triple in state.deltas.items() if ts >= cut_ms}
+    for sums in state.deltas:
+        sums.drop_first(sums.index_at_or_before(cut_ms - 1) + 1)
     previous = state.counter_floor_ms
     state.counter_floor_ms = cut_ms if previous is None else max(previous, cut_ms)
 

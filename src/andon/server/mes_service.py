@@ -283,7 +283,7 @@ class MesService(ManualEdits, RunChanges):
         state = self._assets[asset]
         with self._lock:
             counters = sum(len(series) for series in state.series.values())
-            return state.intervals.memory_size + counters + len(state.deltas)
+            return state.intervals.memory_size + counters + sum(map(len, state.deltas))
 
     def rollup_scratch(self) -> RollupBuilder:
         """An empty rollup builder: a change's increments are what it adds up."""
