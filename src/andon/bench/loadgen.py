@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from andon.bench.edge_client import connect_edge_client
 from andon.bench.server_progress import committed_samples
 from andon.mqtt.interface import PublishTicket
+from andon.settings import ServerSettings
 from andon.sparkplug.edge_node import EdgeNodeSession
 from andon.sparkplug.model import DataType, Metric
 from andon.sparkplug.sparkplug_b_pb2 import Payload as PayloadMessage
@@ -35,7 +36,7 @@ def generate_load(
     window: int = 200,
     host: str = "127.0.0.1",
     server_http_port: int | None = None,
-    max_ahead: int = 100_000,
+    max_ahead: int | None = None,
 ) -> dict[str, float]:
     """Publish for ``seconds``; returns published values, messages and the publish rate.
 
@@ -43,7 +44,8 @@ def generate_load(
     more than ``max_ahead`` values fewer than were published: the load runs at the rate the
     server absorbs, instead of piling a backlog into the broker that takes minutes to drain.
     """
-    pacer = _ServerPacer(server_http_port, max_ahead) if server_http_port else None
+    ahead = default_max_ahead() if max_ahead is None else max_ahead
+    pacer = _ServerPacer(server_http_port, ahead) if server_http_port else None
     session = EdgeNodeSession(group, node, bd_seq=None)
     client = connect_edge_client(session, port, f"andon-loadgen-{group}-{node}", host)
     now = time.time_ns() // 1_000_000
@@ -110,6 +112,18 @@ def generate_load(
     }
 
 
+def default_max_ahead() -> int:
+    """How far the load may run ahead of the server's commits by default: what the server
+    holds uncommitted (the historian's queue, which includes the batch being written) plus a
+    batch more. A smaller lead starves the server: the writer commits up to a batch at a time,
+    and a load waiting for that commit leaves the ingest thread idle while the batch is written,
+    so decoding and inserting alternate instead of overlapping."""
+    fields = ServerSettings.model_fields
+    queue: int = fields["historian_queue_capacity"].default
+    batch: int = fields["historian_max_batch"].default
+    return queue + batch
+
+
 class _ServerPacer:
     """Keeps the published values at most ``max_ahead`` ahead of the server's commits."""
 
@@ -143,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--metrics", type=int, default=25)
     parser.add_argument("--node", default="Load1")
     parser.add_argument("--server-http-port", type=int, default=None)
+    parser.add_argument("--max-ahead", type=int, default=None)
     args = parser.parse_args(argv)
     result = generate_load(
         args.port,
@@ -151,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics_per_device=args.metrics,
         seconds=args.seconds,
         server_http_port=args.server_http_port,
+        max_ahead=args.max_ahead,
     )
     sys.stdout.write(json.dumps(result) + "\n")
 
