@@ -33,7 +33,7 @@ from andon.domain import (
     account_for,
     hour_bucket_start,
 )
-from andon.domain.calendar import HOUR_MS, hour_bucket
+from andon.domain.calendar import hour_bucket
 from andon.domain.counts import CountRecord
 from andon.domain.oee import SUMMED_FIELDS, calendar_segments, interval_contribution
 from andon.server.mes_queries import MesQueries
@@ -168,14 +168,11 @@ class PeriodAccounts:
         zone = self._service.zone_for(leaf)
         if hour_bucket_start(period.start_ms, zone) != period.start_ms:
             return None
-        last = hour_bucket_start(end, zone)
+        last, until = hour_bucket(end, zone)
         if last == end:
             return _Plan("hour", period.start_ms, end, end, None)
-        until = last + HOUR_MS
-        # Every instant of [end, until) must lie in the bucket starting at ``last`` and the
-        # bucket must end at ``until``: a running hour cut by an offset change is not read so.
-        if hour_bucket(end, zone) != (last, until) or hour_bucket_start(until - 1, zone) != last:
-            return None
+        # The running hour's bucket, as the rollups keep it (30 or 90 minutes around a
+        # half-hour clock change).
         return _Plan("hour", period.start_ms, until, until, None)
 
     def _alone_in(

@@ -298,24 +298,18 @@ class HistorianWriter:
                     self._spool_counts[1],
                 )
             while True:
-                # Derived records go after the samples submitted before them: while the spool
-                # holds samples (an outage moved them there), it is drained first.
-                spooled = self._spool is not None and len(self._spool) > 0
-                if (
-                    self._derived is not None
-                    and not spooled
-                    and self._derived_due()
-                    and not self._try_derived()
-                ):
+                # The spool first: derived records go after the samples submitted before them,
+                # also those an outage moved to the spool.
+                if self._spool is not None and len(self._spool):
+                    if self._drain_spool(self._spool):
+                        return
+                    continue
+                if self._derived is not None and self._derived_due() and not self._try_derived():
                     # The database is down: samples keep moving to the spool meanwhile.
                     if self._spool is not None and self._spool_queue(everything=True):
                         self._write_derived()  # Stop was queued: one last attempt
                         return
                     self._wait_retry()
-                    continue
-                if self._spool is not None and len(self._spool):
-                    if self._drain_spool(self._spool):
-                        return
                     continue
                 batch, derived, control = self._take()
                 if batch:

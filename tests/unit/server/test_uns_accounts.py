@@ -129,6 +129,8 @@ def test_an_asset_without_data_has_an_empty_account(rig: MesRig) -> None:
         ("Asia/Kolkata", T0 + 5 * 3_600_000),  # hours start at :30 UTC
         ("Europe/Prague", 1_774_742_400_000 - 20 * MIN),  # 29 March 2026, clocks go forward
         ("Europe/Prague", 1_792_886_400_000 - 20 * MIN),  # 25 October 2026, clocks go back
+        ("Australia/Lord_Howe", 1_775_314_800_000 - 20 * MIN),  # back half an hour: 90-min hour
+        ("Australia/Lord_Howe", 1_791_041_400_000 - 20 * MIN),  # forward half an hour
     ],
 )
 def test_days_in_other_zones_and_across_changes_of_clocks(
