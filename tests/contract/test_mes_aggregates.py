@@ -7,7 +7,6 @@ import itertools
 import random
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,22 +22,15 @@ from andon.domain import (
 from andon.storage.mes import MesChanges, MesRepository
 from andon.storage.mes_aggregates import MesAggregates
 from andon.storage.mes_edits import MesEditRepository
-from andon.storage.migrate import upgrade_database
 
 A = AssetPath.parse("Site/Line/Cell")
 B = AssetPath.parse("Site/Line/Other")
 MIN = 60_000
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MesRepository]:
-    url = (
-        f"sqlite:///{tmp_path / 'andon.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    upgrade_database(url)
-    repository = MesRepository(url)
+@pytest.fixture
+def repo(migrated_url: str) -> Iterator[MesRepository]:
+    repository = MesRepository(migrated_url)
     yield repository
     repository.close()
 

@@ -4,7 +4,6 @@ SQLite and PostgreSQL, and equal to MesRepository's one-asset reads."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -20,21 +19,15 @@ from andon.domain import (
 )
 from andon.storage.mes import MesChanges, MesRepository
 from andon.storage.mes_period import PeriodReads
-from andon.storage.migrate import upgrade_database
 from andon.storage.schema import mes_count_correction_table
 
 A, B, C = (AssetPath.parse(f"Site/Line/{name}") for name in ("A", "B", "C"))
 H = 3_600_000
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MesRepository]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'andon.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    upgrade_database(url)
-    repository = MesRepository(url)
+@pytest.fixture
+def repo(migrated_url: str) -> Iterator[MesRepository]:
+    repository = MesRepository(migrated_url)
     yield repository
     repository.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,20 +20,14 @@ from andon.domain import (
 )
 from andon.storage.mes import MesChanges, MesRepository
 from andon.storage.mes_runs import RunRepository
-from andon.storage.migrate import upgrade_database
 
 A = AssetPath.parse("Site/Line/Cell")
 H = 3_600_000
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MesRepository]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'andon.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    upgrade_database(url)
-    repository = MesRepository(url)
+@pytest.fixture
+def repo(migrated_url: str) -> Iterator[MesRepository]:
+    repository = MesRepository(migrated_url)
     yield repository
     repository.close()
 

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from andon.domain import (
     AssetPath,
     IntervalBuilder,
+    IntervalChanges,
     ModeSample,
     StateDefinition,
     StateInterval,
@@ -44,3 +45,13 @@ def derive(
     builder = IntervalBuilder(FILLER, STATE_MAP)
     builder.apply([StateSample(ts, code) for ts, code in samples], modes or [])
     return builder.intervals
+
+
+def apply_changes(changes: IntervalChanges, store: set[StateInterval]) -> None:
+    """What a service does with a builder's changes: delete the removed rows, insert the added
+    ones (an added row must not be there already)."""
+    for interval in changes.removed:
+        store.remove(interval)
+    for interval in changes.added:
+        assert interval not in store
+        store.add(interval)

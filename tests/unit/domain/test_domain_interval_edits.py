@@ -5,7 +5,7 @@ late data after its floor exactly as one that kept everything."""
 from __future__ import annotations
 
 import pytest
-from domain_fixtures import FAULT, FILLER, RUNNING, STATE_MAP, STOPPED
+from domain_fixtures import FAULT, FILLER, RUNNING, STATE_MAP, STOPPED, apply_changes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,9 +14,7 @@ from andon.domain import (
     PRODUCTION,
     DomainError,
     IntervalBuilder,
-    IntervalChanges,
     ModeSample,
-    StateInterval,
     StateOverride,
     StateSample,
 )
@@ -24,14 +22,6 @@ from andon.domain import (
 
 def _spans(builder: IntervalBuilder) -> list[tuple[int, int | None, int, str | None]]:
     return [(iv.start_ms, iv.end_ms, iv.code, iv.reason_id) for iv in builder.intervals]
-
-
-def _replay(changes: IntervalChanges, store: set[StateInterval]) -> None:
-    for interval in changes.removed:
-        store.remove(interval)
-    for interval in changes.added:
-        assert interval not in store
-        store.add(interval)
 
 
 def _running_with_a_jam() -> IntervalBuilder:
@@ -44,7 +34,7 @@ def test_an_added_stop_cuts_the_interval_it_falls_in_and_comes_off_exactly() -> 
     builder = _running_with_a_jam()
     before = builder.intervals
     store = set(before)
-    _replay(builder.add_override(StateOverride(100, 300, STOPPED)), store)
+    apply_changes(builder.add_override(StateOverride(100, 300, STOPPED)), store)
     assert _spans(builder) == [
         (0, 100, RUNNING, None),
         (100, 300, STOPPED, None),
@@ -53,7 +43,7 @@ def test_an_added_stop_cuts_the_interval_it_falls_in_and_comes_off_exactly() -> 
         (800, None, RUNNING, None),
     ]
     assert store == set(builder.intervals)
-    _replay(builder.remove_override(100), store)
+    apply_changes(builder.remove_override(100), store)
     assert builder.intervals == before
     assert store == set(before)
 
@@ -131,7 +121,7 @@ def test_changes_compose_into_their_net_effect() -> None:
         (iv.start_ms, iv.end_ms, iv.code, iv.reason_id) for iv in net.added
     ]
     store = set(_running_with_a_jam().intervals)
-    _replay(net, store)
+    apply_changes(net, store)
     assert store == set(builder.intervals)
 
 
@@ -172,9 +162,9 @@ def test_a_pruned_builder_derives_later_data_exactly_as_a_full_one(
     store = set(pruned.intervals)
     for sample in shuffled:
         full.apply([sample])
-        _replay(pruned.apply([sample]), store)
+        apply_changes(pruned.apply([sample]), store)
     full.apply([], rest)
-    _replay(pruned.apply([], rest), store)
+    apply_changes(pruned.apply([], rest), store)
     kept = [iv for iv in full.intervals if iv.start_ms >= first]
     assert list(pruned.intervals) == kept
     assert store == set(kept)
@@ -197,6 +187,6 @@ def test_both_parts_of_a_split_keep_a_reason_given_by_hand() -> None:
     changes = builder.split(700)
     assert _spans(builder)[1:3] == [(600, 700, FAULT, "motor"), (700, 800, FAULT, "motor")]
     store = set(_running_with_a_jam().intervals)
-    _replay(_running_with_a_jam().assign_reason(600, "motor"), store)
-    _replay(changes, store)
+    apply_changes(_running_with_a_jam().assign_reason(600, "motor"), store)
+    apply_changes(changes, store)
     assert store == set(builder.intervals)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from domain_fixtures import FAULT, FILLER, RUNNING, STATE_MAP, STOPPED
+from domain_fixtures import FAULT, FILLER, RUNNING, STATE_MAP, STOPPED, apply_changes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +14,6 @@ from andon.domain import (
     PRODUCTION,
     DomainError,
     IntervalBuilder,
-    IntervalChanges,
     ModeSample,
     StateInterval,
     StateSample,
@@ -30,15 +29,6 @@ samples_strategy = st.dictionaries(
 modes_strategy = st.dictionaries(
     st.integers(0, 10_000), st.sampled_from([PRODUCTION, CHANGEOVER]), max_size=5
 ).map(lambda d: [ModeSample(ts, mode) for ts, mode in d.items()])
-
-
-def _replay(builder: IntervalBuilder, changes: IntervalChanges, store: set[StateInterval]) -> None:
-    # What a service does with the changes: delete removed rows, insert added ones.
-    for interval in changes.removed:
-        store.remove(interval)
-    for interval in changes.added:
-        assert interval not in store
-        store.add(interval)
 
 
 @settings(max_examples=200, deadline=None)
@@ -57,7 +47,7 @@ def test_any_order_and_chunking_gives_the_live_result(
     previous = 0
     for i, cut in enumerate([*cuts, len(shuffled)]):
         chunk_modes = shuffled_modes if i == 0 else []
-        _replay(late, late.apply(shuffled[previous:cut], chunk_modes), store)
+        apply_changes(late.apply(shuffled[previous:cut], chunk_modes), store)
         previous = cut
     # Duplicates (a replayed backlog) change nothing.
     assert late.apply(shuffled[: len(shuffled) // 2]).is_empty

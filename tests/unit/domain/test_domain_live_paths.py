@@ -9,7 +9,7 @@ from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 import pytest
-from domain_fixtures import FAULT, FILLER, RUNNING, STATE_MAP, STOPPED
+from domain_fixtures import FAULT, FILLER, RUNNING, STATE_MAP, STOPPED, apply_changes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,14 +43,6 @@ events_strategy = st.lists(
 )
 
 
-def _replay(changes: IntervalChanges, store: set[StateInterval]) -> None:
-    for interval in changes.removed:
-        store.remove(interval)
-    for interval in changes.added:
-        assert interval not in store
-        store.add(interval)
-
-
 @settings(max_examples=200, deadline=None)
 @given(events=events_strategy, data=st.data())
 def test_live_samples_one_by_one_give_the_intervals_of_one_batch(
@@ -69,7 +61,7 @@ def test_live_samples_one_by_one_give_the_intervals_of_one_batch(
     edit_at = data.draw(st.integers(0, len(samples) - 1))
     edits: list[tuple[str, int]] = []
     for i, (sample, mode) in enumerate(zip(samples, modes, strict=True)):
-        _replay(live.apply([sample], [mode]), store)
+        apply_changes(live.apply([sample], [mode]), store)
         if i == edit_at:
             edits = _edit(live, store, sample.ts_ms, data)
     batch = IntervalBuilder(FILLER, STATE_MAP)
@@ -94,7 +86,7 @@ def _edit(
     elif kind == "override":
         edits.append(("override", last_ms + 50))  # reaches ahead of the samples to come
     for edit_kind, at_ms in edits:
-        _replay(_apply_edit(builder, edit_kind, at_ms), store)
+        apply_changes(_apply_edit(builder, edit_kind, at_ms), store)
     return edits
 
 
