@@ -313,6 +313,15 @@ class ServerSettings(_CommandSettings):
             "values/s, 100,000-sample batches 47,000)."
         ),
     )
+    historian_insert_process: bool = Field(
+        True,
+        description=(
+            "Run the historian's inserts in a child process with its own database connection, "
+            "so that they use a second core beside the server's decoding (one Python process "
+            "runs on one core at a time). The writer's queue, order, spool and quarantine stay "
+            "in the server; a lost child is restarted and its batch retried. Off: one process."
+        ),
+    )
     historian_spool_path: Path | None = Field(
         None,
         description=(

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from andon.storage.insert_process import InsertProcessStore
 from andon.storage.migrate import upgrade_database
 from andon.storage.store import HistorianStore, open_historian_store
 from andon.storage.types import Sample, SampleValue
@@ -28,9 +29,18 @@ OpenStore = Callable[[], HistorianStore]
 T0 = 1_700_000_000_000
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        "sqlite+insert-process",
+        pytest.param("postgresql+insert-process", marks=pytest.mark.postgres),
+    ]
+)
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenStore]:
-    """Opens stores on one database (the same instance for memory)."""
+    """Opens stores on one database (the same instance for memory). ``+insert-process``: the
+    server's arrangement, writes in a child process (andon.storage.insert_process)."""
     opened: list[HistorianStore] = []
     if request.param == "memory":
         memory = InMemoryHistorianStore()
@@ -40,19 +50,23 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
 
         yield open_memory
         return
-    if request.param == "sqlite":
+    if request.param.startswith("sqlite"):
         url = f"sqlite:///{tmp_path / 'historian.db'}"
     else:
         url = request.getfixturevalue("postgres_url")
     upgrade_database(url)
+    in_child = request.param.endswith("+insert-process")
 
     def open_sql() -> HistorianStore:
         store = open_historian_store(url)
         opened.append(store)
+        if in_child:
+            store = InsertProcessStore(store, url)
+            opened.append(store)
         return store
 
     yield open_sql
-    for store in opened:
+    for store in reversed(opened):
         store.close()
 
 

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from andon.storage.historian_writer import HistorianWriter
+from andon.storage.insert_process import InsertProcessStore
 from andon.storage.migrate import upgrade_database
 from andon.storage.store import HistorianStore, open_historian_store
 from andon.storage.types import Sample
@@ -162,12 +163,26 @@ def test_outage_loses_nothing_and_keeps_order(caplog: pytest.LogCaptureFixture) 
     assert writer.stop(timeout=30)
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@pytest.fixture
+def insert_process_store(tmp_path: Path) -> Iterator[HistorianStore]:
+    """The server's arrangement: SQLite, the inserts in a child process."""
+    url = f"sqlite:///{tmp_path / 'historian.db'}"
+    upgrade_database(url)
+    local = open_historian_store(url)
+    store = InsertProcessStore(local, url)
+    yield store
+    store.close()
+    local.close()
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "insert_process"])
 def test_poison_sample_is_quarantined_and_the_rest_written(
     backend: str, request: pytest.FixtureRequest
 ) -> None:
     store: HistorianStore = (
-        InMemoryHistorianStore() if backend == "memory" else request.getfixturevalue("sqlite_store")
+        InMemoryHistorianStore()
+        if backend == "memory"
+        else request.getfixturevalue(f"{backend}_store")
     )
     writer = HistorianWriter(store, retry_backoff_s=FAST_RETRY)
     good = [Sample("g/e/d/count", T0 + i, i, datatype=4) for i in range(100)]

@@ -33,10 +33,11 @@ from andon.server.uns import UnsPublisher
 from andon.settings import ServerSettings
 from andon.sparkplug.host import HostApplicationSession
 from andon.storage.historian_writer import HistorianWriter
+from andon.storage.insert_process import InsertProcessStore
 from andon.storage.mes import MesRepository
 from andon.storage.mes_runs import RunRepository
 from andon.storage.migrate import upgrade_database
-from andon.storage.store import open_historian_store
+from andon.storage.store import HistorianStore, open_historian_store
 from andon.storage.types import Sample
 from andon.storage.users import UserRepository
 
@@ -83,8 +84,11 @@ class MesServer:
         self.cluster = (
             ClusterNode(settings, client_factory=factory) if settings.cluster.domains else None
         )
+        # Each writer's inserts run in a child process of their own (a second core for the
+        # database work, andon.storage.insert_process), unless historian_insert_process is off.
+        self.insert_processes: list[InsertProcessStore] = []
         make_writer = functools.partial(
-            HistorianWriter,
+            self._make_writer,
             queue_capacity=settings.historian_queue_capacity,
             max_batch=settings.historian_max_batch,
             derived_max_delay_s=settings.mes_write_delay_s,
@@ -250,6 +254,13 @@ class MesServer:
             self.cluster.start()  # passive until a lease is granted (never starts active)
         log.info("server %s started", self.settings.host_id)
 
+    def _make_writer(self, store: HistorianStore, **options: Any) -> HistorianWriter:
+        if self.settings.historian_insert_process:
+            inserts = InsertProcessStore(store, self.settings.database_url)
+            self.insert_processes.append(inserts)
+            store = inserts
+        return HistorianWriter(store, **options)
+
     def stop(self) -> None:
         """Stop taking messages, then drain everything received into the database."""
         if self.cluster is not None:
@@ -265,6 +276,8 @@ class MesServer:
         if not self.historian.stop(timeout=60.0):
             log.error("the historian could not write everything before stopping (see above)")
         self.forwarding.stop()  # what is not acknowledged stays in the outbox for next time
+        for inserts in self.insert_processes:
+            inserts.close()
         self.store.close()
         if self.mes is not None:
             self.mes_repository.close()
