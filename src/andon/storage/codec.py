@@ -174,19 +174,24 @@ def encode_sample_rows(
     inside one batch as well as across batches, whatever order the database applies rows in.
     """
     rows: list[SampleRow] = []
+    append = rows.append
     seen: set[tuple[int, int]] = set()
-    for sample in samples:
-        tag_id, datatype = tags[sample.tag]
-        ts = sample.ts_ms
+    remember = seen.add
+    # Unpacked rather than read by name: cheaper per sample, and plain tuples of the same fields
+    # work too (the historian's insert process receives them so).
+    for tag, ts, value, quality, is_historical, _ in samples:
+        tag_id, datatype = tags[tag]
         if type(ts) is not int or not INT64_MIN <= ts <= INT64_MAX:
             raise UnstorableValueError(f"timestamp must be an int64 of UTC ms, got {ts!r}")
         key = (tag_id, ts)
         if key in seen:
             continue
-        seen.add(key)
-        quality = sample.quality
+        remember(key)
         if not SMALLINT_MIN <= quality <= SMALLINT_MAX:
             raise UnstorableValueError(f"quality {quality} is out of range")
-        vd, vi, vt, vb = encode_value(sample.value, datatype)
-        rows.append((tag_id, ts, vd, vi, vt, vb, quality, bool(sample.is_historical)))
+        if type(value) is float and value == value:  # noqa: PLR0124 (a float, not NaN: most values)
+            append((tag_id, ts, value + 0.0, None, None, None, quality, bool(is_historical)))
+            continue
+        vd, vi, vt, vb = encode_value(value, datatype)
+        append((tag_id, ts, vd, vi, vt, vb, quality, bool(is_historical)))
     return rows

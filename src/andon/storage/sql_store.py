@@ -11,6 +11,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -97,13 +98,14 @@ class SqlHistorianStore(ABC):
     ) -> tuple[Mapping[str, _TagRef], dict[str, _TagRef]]:
         """(path -> tag for every sample, the tags not cached before this batch)."""
         cache = self._tag_cache
-        unknown = {sample.tag for sample in samples}.difference(cache)
+        # By position, not by name: the insert process passes plain tuples of Sample's fields.
+        unknown = set(map(itemgetter(0), samples)).difference(cache)
         if not unknown:
             return cache, {}
         datatypes: dict[str, int] = {}
-        for sample in samples:
-            if sample.tag in unknown and not datatypes.get(sample.tag):
-                datatypes[sample.tag] = sample.datatype or infer_datatype(sample.value)
+        for tag, _, value, _, _, datatype in samples:
+            if tag in unknown and not datatypes.get(tag):
+                datatypes[tag] = datatype or infer_datatype(value)
         now_ms = time.time_ns() // 1_000_000
         # Sorted so that two writers creating the same tags lock them in the same order and
         # cannot deadlock.
