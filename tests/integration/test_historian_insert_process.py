@@ -80,7 +80,8 @@ def test_a_killed_child_is_replaced_and_no_sample_is_lost(
         assert local_store.count() == 2_000
         assert inserts.child_pid not in (None, first)
         assert inserts.restarts_total == 1
-        assert writer.stats().failures_total >= 1  # the batch the dead child was sent
+        # Found dead before the batch was sent: replaced first, no failed attempt.
+        assert writer.stats().failures_total == 0
     finally:
         assert writer.stop(timeout=30)
         inserts.close()
@@ -110,10 +111,14 @@ def test_a_child_killed_inside_its_transaction_commits_nothing_and_the_batch_is_
             blocker.execute("LOCK TABLE sample IN EXCLUSIVE MODE")
             assert writer.submit(_samples(5_000, start=10))
 
+            blocker_pid = blocker.info.backend_pid
+
             def child_waits_for_the_lock() -> bool:
+                # The child's connection, in this database, blocked by exactly our lock.
                 row = observer.execute(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND %s = ANY(pg_blocking_pids(pid))",
+                    (blocker_pid,),
                 ).fetchone()
                 return row is not None and row[0] >= 1
 
@@ -126,6 +131,7 @@ def test_a_child_killed_inside_its_transaction_commits_nothing_and_the_batch_is_
         history = local.history("g/e/d/m", T0, T0 + 10_000)
         assert [s.ts_ms for s in history] == [T0 + i for i in range(5_010)]
         assert inserts.restarts_total == 1
+        assert writer.stats().failures_total >= 1  # the batch the killed child held
     finally:
         assert writer.stop(timeout=30)
         inserts.close()
@@ -193,11 +199,14 @@ def test_an_unreachable_database_is_a_transient_error(local_store: HistorianStor
 
 
 @pytest.mark.postgres
-def test_the_database_password_is_not_on_the_childs_command_line(postgres_url: str) -> None:
+def test_the_database_password_reaches_the_child_only_through_its_socket(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     upgrade_database(postgres_url)
     # Trust authentication ignores the password; what matters is where it travels.
     url = postgres_url.replace("://postgres@", "://postgres:s3cret-pw@", 1)
     assert "s3cret-pw" in url
+    monkeypatch.setenv("ANDON_DATABASE_URL", url)  # as a deployment would pass it
     local = open_historian_store(url)
     inserts = InsertProcessStore(local, url)
     try:
@@ -210,6 +219,31 @@ def test_the_database_password_is_not_on_the_childs_command_line(postgres_url: s
     finally:
         inserts.close()
         local.close()
+
+
+def test_a_child_that_cannot_start_is_a_transient_error(
+    sqlite_url: str, local_store: HistorianStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inserts = InsertProcessStore(local_store, sqlite_url)
+    try:
+        # No interpreter to run: the batch must be retried later, never quarantined.
+        monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+        with pytest.raises(ConnectionError, match="did not start") as raised:
+            inserts.write_batch(_samples(3))
+        assert is_transient_error(raised.value)
+        monkeypatch.undo()
+        assert inserts.write_batch(_samples(3)) == 3
+        assert inserts.children_started == 1
+    finally:
+        inserts.close()
+    # A child that starts but cannot open the store says why, and counts as transient too.
+    unusable = InsertProcessStore(local_store, "oracle://nobody@nowhere/db")
+    try:
+        with pytest.raises(ConnectionError, match=r"did not start: .*oracle") as raised:
+            unusable.write_batch(_samples(3))
+        assert is_transient_error(raised.value)
+    finally:
+        unusable.close()
 
 
 def test_close_waits_for_the_child_and_later_writes_fail_cleanly(

@@ -38,42 +38,38 @@ _MACHINES_PER_LINE = 20
 _LINES_PER_AREA = 10
 
 
-def _process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants: the server and its historian insert process(es)."""
-    tree, index = [pid], 0
+def _process_tree_files(pid: int, name: str) -> list[str]:
+    """``/proc/<member>/<name>`` of ``pid`` and each live descendant (the server and its
+    historian insert processes); members that exited meanwhile are left out."""
+    tree, index, texts = [pid], 0, []
     while index < len(tree):
-        parent = tree[index]
+        member = tree[index]
         index += 1
-        for task in Path(f"/proc/{parent}/task").glob("*/children"):
-            try:
+        try:
+            texts.append(Path(f"/proc/{member}/{name}").read_text())
+            for task in Path(f"/proc/{member}/task").glob("*/children"):
                 tree.extend(int(child) for child in task.read_text().split())
-            except OSError:
-                continue  # the thread ended meanwhile
-    return tree
+        except OSError:
+            continue  # exited between the listing and now
+    return texts
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds so far of a process and its live descendants (Linux /proc):
-    the server's figure must include the work it hands to its child processes."""
+    """User + system CPU seconds so far of a process and its descendants (Linux /proc), those
+    that exited and were reaped included: the server's figure must include the work it hands
+    to its child processes."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
-    for member in _process_tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited between the listing and now
-        total += int(fields[11]) + int(fields[12])
+    for stat in _process_tree_files(pid, "stat"):
+        utime, stime, cutime, cstime = stat.rsplit(")", 1)[1].split()[11:15]
+        total += int(utime) + int(stime) + int(cutime) + int(cstime)
     return total / ticks
 
 
 def process_rss_mib(pid: int) -> float:
-    """Resident memory of a process and its live descendants."""
+    """Resident memory of a process and its live descendants (pages they share counted in each)."""
     total_kib = 0
-    for member in _process_tree(pid):
-        try:
-            status = Path(f"/proc/{member}/status").read_text()
-        except OSError:
-            continue
+    for status in _process_tree_files(pid, "status"):
         for line in status.splitlines():
             if line.startswith("VmRSS:"):
                 total_kib += int(line.split()[1])

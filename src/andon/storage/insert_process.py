@@ -20,12 +20,18 @@ Failure handling leans on the historian's idempotence on (tag, timestamp):
   writer retries it with backoff, spooling meanwhile); the next batch starts a new child. If the
   child had committed before dying, the retry inserts nothing new, and loses nothing.
 * the parent dies (even kill -9): the child reads the end of its socket, finishes the
-  transaction it is in, and exits. What the parent held in memory is what the edges re-send.
+  transaction it is in, and exits. It runs in a session of its own, so signals meant for the
+  server's process group (Ctrl-C, a service manager's SIGTERM) do not cut a transaction short.
+  What the parent held in memory is what the edges re-send.
 * errors keep their meaning across the boundary: the child classifies each one (transient,
   fenced out, or the data's fault) and the parent raises an error of the same class, so the
   writer retries, holds, or bisects to quarantine exactly as it would in one process.
 
-The database URL (which may hold a password) goes over the socket, never on a command line.
+The database URL (which may hold a password) goes over the socket, never on a command line, and
+environment variables holding it are not passed on.
+
+A batch that kills its child every time (a crash in a driver) is retried every time, as a
+server that crashed on it would be restarted: losing a child never counts as the data's fault.
 """
 
 from __future__ import annotations
@@ -34,7 +40,6 @@ import contextlib
 import logging
 import os
 import pickle
-import signal
 import socket
 import struct
 import subprocess
@@ -42,6 +47,8 @@ import sys
 import threading
 from collections.abc import Sequence
 from typing import Any, cast
+
+from sqlalchemy import exc as sa_exc
 
 from andon.cluster.model import FencedOut, FencingToken
 from andon.storage.codec import UnstorableValueError
@@ -54,6 +61,7 @@ __all__ = ["InsertProcessStore", "InsertRejected"]
 log = logging.getLogger(__name__)
 
 _FRAME = struct.Struct("!Q")
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
 #: How long a new child may take to import and open the store before it counts as failed.
 _START_TIMEOUT_S = 60.0
 #: How long close() lets the child finish its transaction before killing it.
@@ -72,7 +80,7 @@ def _send_payload(channel: socket.socket, payload: bytes) -> None:
 
 
 def _send(channel: socket.socket, message: object) -> None:
-    _send_payload(channel, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+    _send_payload(channel, pickle.dumps(message, _PROTOCOL))
 
 
 def _receive_exactly(channel: socket.socket, size: int) -> bytearray:
@@ -93,16 +101,27 @@ def _receive(channel: socket.socket) -> Any:
 
 
 class _Child:
-    """One child process and the socket to it."""
+    """One child process and the socket to it. Raises ``ConnectionError`` if it cannot start
+    (like a database that cannot be reached: the writer retries, it does not quarantine)."""
 
     def __init__(self, url: str) -> None:
-        ours, theirs = socket.socketpair()
+        try:
+            ours, theirs = socket.socketpair()
+        except OSError as error:
+            raise ConnectionError(f"historian insert process: no socket: {error}") from None
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "andon.storage.insert_process", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
+                # Its own session: a Ctrl-C or a SIGTERM meant for the server's process group
+                # must not end a transaction half way; the child stops when its socket closes.
+                start_new_session=True,
+                env=_environment_without(url),
             )
+        except OSError as error:
+            ours.close()
+            raise ConnectionError(f"historian insert process did not start: {error}") from None
         finally:
             theirs.close()
         self.channel = ours
@@ -118,6 +137,9 @@ class _Child:
             self.kill()
             raise ConnectionError(f"historian insert process did not start: {reply[-1]}")
 
+    def exited(self) -> bool:
+        return self.process.poll() is not None
+
     def kill(self) -> None:
         self.channel.close()
         if self.process.poll() is None:
@@ -125,7 +147,8 @@ class _Child:
         self.process.wait()
 
     def close(self) -> None:
-        """End of input: the child finishes what it is doing and exits."""
+        """End of input: the child finishes what it is doing and exits (killed after
+        ``_STOP_TIMEOUT_S``)."""
         with contextlib.suppress(OSError):
             self.channel.shutdown(socket.SHUT_RDWR)
         try:
@@ -133,6 +156,11 @@ class _Child:
         except subprocess.TimeoutExpired:
             log.error("historian insert process did not stop in %.0f s: killed", _STOP_TIMEOUT_S)
         self.kill()
+
+
+def _environment_without(url: str) -> dict[str, str]:
+    """The server's environment minus any variable holding the database URL (its password)."""
+    return {name: value for name, value in os.environ.items() if url not in value}
 
 
 def _raise_reply(reply: tuple[Any, ...], fence: FencingToken | None) -> None:
@@ -143,7 +171,9 @@ def _raise_reply(reply: tuple[Any, ...], fence: FencingToken | None) -> None:
             original = pickle.loads(blob)
         except Exception:  # an error class that does not survive pickling: described instead
             original = None
-    if kind == "fenced" and fence is not None:
+    if kind == "fenced":
+        if fence is None:  # cannot happen (no token, no fence check); never the data's fault
+            raise ConnectionError(f"{name}: {message}")
         raise FencedOut(fence, message)
     if kind == "transient":
         if original is not None and is_transient_error(original):
@@ -152,6 +182,9 @@ def _raise_reply(reply: tuple[Any, ...], fence: FencingToken | None) -> None:
     if isinstance(original, Exception) and not is_transient_error(original):
         raise original
     raise InsertRejected(f"{name}: {message}")
+
+
+_CLOSED = "the historian store is closed"
 
 
 class InsertProcessStore:
@@ -166,9 +199,12 @@ class InsertProcessStore:
         self._lock = threading.Lock()  # one batch in flight
         self._child: _Child | None = None
         self._closed = False
-        #: Children started after the first (each one after a child was lost).
-        self.restarts_total = 0
-        self._started = 0
+        #: Children started so far (more than one: a child was lost and replaced).
+        self.children_started = 0
+
+    @property
+    def restarts_total(self) -> int:
+        return max(0, self.children_started - 1)
 
     @property
     def child_pid(self) -> int | None:
@@ -180,39 +216,43 @@ class InsertProcessStore:
             return 0
         try:
             # Plain tuples: a named tuple pickles through its Python __new__, 3-4 x slower.
-            payload = pickle.dumps(("write", list(map(tuple, samples)), fence), protocol=5)
-        except Exception as error:  # what cannot be sent cannot be stored: the data's fault
+            payload = pickle.dumps(("write", list(map(tuple, samples)), fence), _PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as error:
+            # What cannot be sent cannot be stored: the data's fault (quarantined).
             raise UnstorableValueError(f"not transferable to the insert process: {error}") from None
         with self._lock:
             if self._closed:
-                raise ConnectionError("the historian store is closed")
-            child = self._child if self._child is not None else self._start()
+                raise ConnectionError(_CLOSED)
+            child = self._child
+            if child is not None and child.exited():  # died while idle: reap it now
+                self._lost(child, "exited while idle")
+                child = None
+            if child is None:
+                child = self._child = _Child(self._url)
+                self.children_started += 1
             try:
                 _send_payload(child.channel, payload)
                 del payload
                 reply = _receive(child.channel)
             except (OSError, EOFError) as error:
-                self._child = None
-                child.kill()
+                self._lost(child, str(error) or type(error).__name__)
                 if self._closed:
-                    raise ConnectionError("the historian store is closed") from None
-                log.warning(
-                    "historian insert process lost (%s, exit code %s): the batch is retried",
-                    error or type(error).__name__,
-                    child.process.returncode,
-                )
+                    raise ConnectionError(_CLOSED) from None
                 raise ConnectionError(f"historian insert process lost: {error}") from None
         if reply[0] == "ok":
             return int(reply[1])
         _raise_reply(reply, fence)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _start(self) -> _Child:
-        child = _Child(self._url)
-        self.restarts_total += self._started > 0
-        self._started += 1
-        self._child = child
-        return child
+    def _lost(self, child: _Child, why: str) -> None:
+        self._child = None
+        child.kill()
+        if not self._closed:
+            log.warning(
+                "historian insert process lost (%s, exit code %s): its batch is retried",
+                why,
+                child.process.returncode,
+            )
 
     # -- everything else: the parent's own store ------------------------------------------------
 
@@ -247,9 +287,11 @@ class InsertProcessStore:
         self._closed = True
         child = self._child
         if child is not None:
-            child.close()  # a write waiting for it gets ConnectionError
-        with self._lock:
-            self._child = None
+            child.close()  # a write waiting for it gets ConnectionError and releases the lock
+        with self._lock:  # a child started meanwhile (the lock was held) is closed too
+            child, self._child = self._child, None
+        if child is not None:
+            child.close()
 
 
 # -- the child ---------------------------------------------------------------------------------
@@ -260,6 +302,8 @@ def _error_reply(error: Exception) -> tuple[Any, ...]:
     if isinstance(error, FencedOut):
         return ("error", "fenced", None, name, error.reason)
     kind = "transient" if is_transient_error(error) else "data"
+    if isinstance(error, sa_exc.StatementError):
+        error.params = None  # the whole batch: not worth pickling, nor printing
     blob: bytes | None
     try:
         blob = pickle.dumps(error)
@@ -271,7 +315,11 @@ def _error_reply(error: Exception) -> tuple[Any, ...]:
 
 def _serve(channel: socket.socket) -> None:
     _, url = _receive(channel)
-    store = open_historian_store(url)
+    try:
+        store = open_historian_store(url)
+    except Exception as error:
+        _send(channel, ("error", f"{type(error).__name__}: {error}"))
+        return
     _send(channel, ("ready", os.getpid()))
     try:
         while True:
@@ -292,8 +340,6 @@ def _serve(channel: socket.socket) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    # Ctrl-C reaches the whole process group: the server decides when this process stops.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
         level=logging.WARNING,
         format="%(asctime)s %(levelname)s andon.insert_process[%(process)d] %(message)s",
