@@ -86,6 +86,12 @@ class SqlHistorianStore(ABC):
                     check_fence(connection, fence)
                 tags, created = self._resolve_tags(connection, samples)
                 rows = encode_sample_rows(samples, tags)
+                # In key order: the rows of one tag then go into its leaf pages one after the
+                # other instead of every tag's page in turn for each instant. Once the table
+                # outgrows the page cache that is a third less CPU a value (25,000 tags at 1 Hz,
+                # 150 s: 69,943 -> 101,596 values/s, python -m andon.bench.microbench_wide).
+                # (tag_id, ts) is unique in the batch, so the comparison never goes further.
+                rows.sort()
                 inserted = self._insert_rows(connection, rows)
             self._after_commit(connection)
         if created:
