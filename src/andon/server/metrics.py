@@ -97,6 +97,11 @@ class ServerMetrics(Collector):
             "Samples that could never be written, moved to quarantine",
             value=writer.quarantined_total,
         )
+        yield CounterMetricFamily(
+            "andon_historian_insert_process_restarts",
+            "Historian insert processes started again after one was lost (its batch retried)",
+            value=sum(inserts.restarts_total for inserts in server.insert_processes),
+        )
         yield GaugeMetricFamily(
             "andon_database_up",
             "1 when the last database write succeeded",

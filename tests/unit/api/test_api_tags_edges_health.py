@@ -576,6 +576,9 @@ def test_metrics_is_prometheus_text_with_andon_metrics(
     assert _sample_value(text, "andon_live_tags") == 1
     assert _sample_value(text, "andon_edge_nodes_online") == 0  # offline since the rebirth request
     assert _sample_value(text, "andon_ingest_queue_depth") == 0
+    # The committed value went through the historian's insert process (the default).
+    assert [inserts.child_pid is not None for inserts in mes.insert_processes] == [True]
+    assert _sample_value(text, "andon_historian_insert_process_restarts_total") == 0
     for line in text.splitlines():
         if line and not line.startswith("#"):
             assert line.startswith("andon_"), line
