@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -63,6 +65,29 @@ def create_engine_for(url: str | URL, **kwargs: Any) -> Engine:
     raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)}")
 
 
+def _pause_before_retry(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _enable_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch to WAL, waiting for other connections as ``busy_timeout`` would.
+
+    Switching from a rollback journal (a new file) needs an exclusive lock, and SQLite answers
+    "database is locked" at once, without the busy handler, while another connection holds a
+    write lock: waiting could deadlock two connections that both read first. Two servers
+    starting on one new file (a cluster's nodes) met exactly that, so it is retried here.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+        _pause_before_retry(0.05)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -71,13 +96,13 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            _enable_wal(cursor)
             # With WAL, NORMAL is durable against application crashes and fast; an OS crash
             # may lose the last transactions but never corrupts the file.
             # FULL: a committed batch has already left every buffer upstream (edge spool,
             # historian spool), so a power cut must not take it back.
             cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
             # The (tag_id, ts) B-tree takes inserts at one place per tag; a page cache larger
             # than the 2 MiB default keeps those leaf pages in memory (allocated only as used).
