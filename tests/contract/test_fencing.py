@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -35,15 +34,9 @@ RACE_TTL_MS = 150
 RACE_ITERATIONS = 25
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    url = (
-        f"sqlite:///{tmp_path / 'andon.db'}"
-        if request.param == "sqlite"
-        else str(request.getfixturevalue("postgres_url"))
-    )
-    upgrade_database(url)
-    return url
+@pytest.fixture
+def database_url(migrated_url: str) -> str:
+    return migrated_url
 
 
 @pytest.fixture
