@@ -299,3 +299,30 @@ def test_derived_writes_do_not_cut_the_batch_of_samples_short() -> None:
         assert store.committed == submitted
     finally:
         assert writer.stop(timeout=10)
+
+
+def test_a_batch_filled_while_the_writer_gathers_is_written_without_waiting_out_the_delay() -> None:
+    """Samples arriving while the writer waits for a fuller batch do not wake it one by one;
+    the one that fills the batch does, so a full batch never waits for max_batch_delay_s."""
+    full = threading.Event()
+
+    class FullBatchStore(RecordingStore):
+        def write_batch(self, samples: Sequence[Sample]) -> int:
+            inserted = super().write_batch(samples)
+            if self.count() == 100:
+                full.set()
+            return inserted
+
+    store = FullBatchStore()
+    writer = HistorianWriter(store, max_batch=100, max_batch_delay_s=60.0)
+    writer.start()
+    try:
+        submitted = _samples(100)
+        assert writer.submit(submitted[:30])  # the writer takes these and gathers for 60 s
+        for first in range(30, 100, 10):
+            assert writer.submit(submitted[first : first + 10])
+        assert full.wait(timeout=10)  # long before the 60 s delay
+        assert store.committed == submitted
+        assert store.batch_sizes == [100]
+    finally:
+        assert writer.stop(timeout=10)
