@@ -43,6 +43,8 @@ def test_ingest_bench_counts_every_value_and_measures_the_database_limit(tmp_pat
     assert end_to_end.limit > 0
     assert end_to_end.conditions["lost"] == 0
     assert int(end_to_end.conditions["values"]) > 0  # type: ignore[call-overload]
+    paused = float(end_to_end.conditions["publisher_paused_s"])  # type: ignore[arg-type]
+    assert 0.0 <= paused <= float(end_to_end.conditions["publish_s"])  # type: ignore[arg-type]
     ratio = by_name["ingest / database limit"]
     assert ratio.value == pytest.approx(end_to_end.value / end_to_end.limit)
 

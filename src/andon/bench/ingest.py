@@ -108,6 +108,9 @@ def run_ingest(
         "values_per_message": 25,
         "publish_s": round(result["seconds"], 1),
         "until_stored_s": round(elapsed, 1),
+        # Time the load generator waited for the server's commits (max_ahead): a load that
+        # never waits was not limited by the server.
+        "publisher_paused_s": result.get("paused_s", 0.0),
         "broker": broker,
         "database": (database_url or "sqlite").split(":", 1)[0],
         "lost": 0,
