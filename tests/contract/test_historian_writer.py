@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -301,9 +302,21 @@ def test_derived_writes_do_not_cut_the_batch_of_samples_short() -> None:
         assert writer.stop(timeout=10)
 
 
+def _wait_until_gathering(writer: HistorianWriter) -> None:
+    """Until the writer has taken what is queued and waits for a fuller batch (polled against a
+    deadline, as wait_for in test_historian_spool; never a fixed sleep)."""
+    deadline = time.monotonic() + 10
+    while True:
+        with writer._lock:
+            if writer._gathering:
+                return
+        assert time.monotonic() < deadline, "the writer never began to gather a batch"
+        time.sleep(0.005)
+
+
 def test_a_batch_filled_while_the_writer_gathers_is_written_without_waiting_out_the_delay() -> None:
-    """Samples arriving while the writer waits for a fuller batch do not wake it one by one;
-    the one that fills the batch does, so a full batch never waits for max_batch_delay_s."""
+    """While the writer waits for a fuller batch (max_batch_delay_s), the submit that fills the
+    batch wakes it: a full batch never waits out the delay (the others need not wake it)."""
     full = threading.Event()
 
     class FullBatchStore(RecordingStore):
@@ -318,11 +331,32 @@ def test_a_batch_filled_while_the_writer_gathers_is_written_without_waiting_out_
     writer.start()
     try:
         submitted = _samples(100)
-        assert writer.submit(submitted[:30])  # the writer takes these and gathers for 60 s
+        assert writer.submit(submitted[:30])
+        # Only once the writer has taken these and waits for more does the rest test anything
+        # (submitted at once, all 100 would simply be taken as one full batch).
+        _wait_until_gathering(writer)
         for first in range(30, 100, 10):
             assert writer.submit(submitted[first : first + 10])
         assert full.wait(timeout=10)  # long before the 60 s delay
         assert store.committed == submitted
         assert store.batch_sizes == [100]
+    finally:
+        assert writer.stop(timeout=10)
+
+
+def test_a_submit_waiting_for_room_ends_the_writers_gathering() -> None:
+    """A queue smaller than a batch fills before the batch does: the submit that must wait for
+    room makes a gathering writer write what it has, instead of waiting out the delay."""
+    store = RecordingStore()
+    writer = HistorianWriter(store, queue_capacity=50, max_batch=100, max_batch_delay_s=60.0)
+    writer.start()
+    try:
+        submitted = _samples(60)
+        assert writer.submit(submitted[:50])  # the queue is full; the writer gathers for more
+        _wait_until_gathering(writer)
+        assert writer.submit(submitted[50:], timeout=10)  # long before the 60 s delay
+        assert writer.flush(timeout=10)
+        assert store.committed == submitted
+        assert store.batch_sizes == [50, 10]
     finally:
         assert writer.stop(timeout=10)

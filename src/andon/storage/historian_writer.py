@@ -130,6 +130,7 @@ class HistorianWriter:
         # wake it until they fill a batch (at 1,000 messages/s a wake-up per message had cost
         # the writer thread more than the batches it wrote).
         self._gathering = False
+        self._producers_waiting = 0  # submits waiting for room: a gathering writer stops
         self._closed = False
         self._abort = threading.Event()
         self._thread: threading.Thread | None = None
@@ -181,7 +182,7 @@ class HistorianWriter:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._not_full.wait(remaining)
+                self._wait_for_room(remaining)
             # A private copy: the caller may reuse its list.
             self._commands.append(WriteSamples(tuple(samples)))
             self._queued += count
@@ -205,12 +206,23 @@ class HistorianWriter:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._not_full.wait(remaining)
+                self._wait_for_room(remaining)
             self._commands.append(WriteDerived(write))
             self._derived_rows += rows
             if not self._gathering:  # derived writes do not end a batch being gathered
                 self._not_empty.notify()
         return True
+
+    def _wait_for_room(self, timeout: float | None) -> None:
+        """Wait (holding the lock, as a Condition does) until the writer frees room. A writer
+        gathering a fuller batch writes what it has at once instead: a producer waits."""
+        self._producers_waiting += 1
+        try:
+            if self._gathering:
+                self._not_empty.notify()
+            self._not_full.wait(timeout)
+        finally:
+            self._producers_waiting -= 1
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every sample submitted before this call is committed (or quarantined),
@@ -380,6 +392,8 @@ class HistorianWriter:
                         self._head_offset = 0
                 if len(batch) >= self._max_batch or self._commands or not batch:
                     return batch, derived, None
+                if self._producers_waiting:
+                    return batch, derived, None  # a submit waits for room: write, not gather
                 # Not a full batch: wait briefly for more so a trickle of samples does not
                 # become one transaction each.
                 remaining = deadline - time.monotonic()
