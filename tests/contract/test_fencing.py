@@ -35,20 +35,15 @@ RACE_ITERATIONS = 25
 
 
 @pytest.fixture
-def database_url(migrated_url: str) -> str:
-    return migrated_url
-
-
-@pytest.fixture
-def arbiter(database_url: str) -> Iterator[SqlArbiter]:
-    made = SqlArbiter(database_url, timeout_ms=10_000)
+def arbiter(migrated_url: str) -> Iterator[SqlArbiter]:
+    made = SqlArbiter(migrated_url, timeout_ms=10_000)
     yield made
     made.close()
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[SqlHistorianStore]:
-    made = open_historian_store(database_url)
+def store(migrated_url: str) -> Iterator[SqlHistorianStore]:
+    made = open_historian_store(migrated_url)
     assert isinstance(made, SqlHistorianStore)
     yield made
     made.close()
@@ -72,7 +67,7 @@ def _stored(store: SqlHistorianStore, tag: str = TAG) -> set[int]:
 
 
 def test_the_holder_writes_and_a_stale_token_commits_nothing(
-    arbiter: SqlArbiter, store: SqlHistorianStore, database_url: str
+    arbiter: SqlArbiter, store: SqlHistorianStore, migrated_url: str
 ) -> None:
     old = _acquire(arbiter, "a", 60_000)
     assert store.write_batch([Sample(TAG, T0, 1.0)], fence=_token(old)) == 1
@@ -90,7 +85,7 @@ def test_the_holder_writes_and_a_stale_token_commits_nothing(
     asset = AssetPath.parse("Site/Area/Line1/M1")
     changes = MesChanges()
     changes.counts[(str(asset), T0)] = ProducedCount(asset, T0, total=5)
-    repository = MesRepository(database_url)
+    repository = MesRepository(migrated_url)
     try:
         with pytest.raises(FencedOut):
             repository.write_changes(changes, fence=_token(old))
@@ -174,12 +169,12 @@ def _race_round(
 
 
 def test_stale_epoch_writes_never_commit_after_a_takeover(
-    arbiter: SqlArbiter, store: SqlHistorianStore, database_url: str
+    arbiter: SqlArbiter, store: SqlHistorianStore, migrated_url: str
 ) -> None:
     """R-06: a stale leader writes in a loop while another node takes over the moment the lease
     expires. Every write of the stale leader either committed before the takeover (the new
     leader sees it right after taking over) or failed with FencedOut and left nothing."""
-    contender = SqlArbiter(database_url, timeout_ms=10_000)
+    contender = SqlArbiter(migrated_url, timeout_ms=10_000)
     next_ts = T0
     committed_total = 0
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from andon.storage.migrate import upgrade_database
 from andon.storage.store import HistorianStore, open_historian_store
 from andon.storage.types import Sample
 from andon.testing.memory_historian import InMemoryHistorianStore
+from andon.testing.processes import wait_until
 
 T0 = 1_700_000_000_000
 FAST_RETRY = (0.001, 0.01)
@@ -302,16 +302,14 @@ def test_derived_writes_do_not_cut_the_batch_of_samples_short() -> None:
         assert writer.stop(timeout=10)
 
 
+def _gathering(writer: HistorianWriter) -> bool:
+    with writer._lock:
+        return writer._gathering
+
+
 def _wait_until_gathering(writer: HistorianWriter) -> None:
-    """Until the writer has taken what is queued and waits for a fuller batch (polled against a
-    deadline, as wait_for in test_historian_spool; never a fixed sleep)."""
-    deadline = time.monotonic() + 10
-    while True:
-        with writer._lock:
-            if writer._gathering:
-                return
-        assert time.monotonic() < deadline, "the writer never began to gather a batch"
-        time.sleep(0.005)
+    """Until the writer has taken what is queued and waits for a fuller batch."""
+    wait_until(lambda: _gathering(writer), 10, "the writer never began to gather a batch")
 
 
 def test_a_batch_filled_while_the_writer_gathers_is_written_without_waiting_out_the_delay() -> None:

@@ -110,7 +110,7 @@ def run_ingest(
         "until_stored_s": round(elapsed, 1),
         # Time the load generator waited for the server's commits (max_ahead): a load that
         # never waits was not limited by the server.
-        "publisher_paused_s": result.get("paused_s", 0.0),
+        "publisher_paused_s": result["paused_s"],
         "broker": broker,
         "database": (database_url or "sqlite").split(":", 1)[0],
         "lost": 0,
