@@ -107,6 +107,56 @@ def test_a_large_batch_with_stored_rows_among_new_ones(store: HistorianStore) ->
     }
 
 
+# A batch of one value per tag (a wide plant at 1 Hz) and a batch of many values per tag are
+# stored differently by some stores (SQLite stages the first kind, andon.storage.sqlite); what
+# reads return must not depend on which kind of batch wrote a value.
+WIDE_TAGS = [f"g/e/m{m}/v{v}" for m in range(40) for v in range(25)]
+
+
+def _wide(ts: int, value: float) -> list[Sample]:
+    return [Sample(tag, ts, value, datatype=10) for tag in WIDE_TAGS]
+
+
+def test_first_write_wins_between_wide_and_deep_batches(store: HistorianStore) -> None:
+    deep_tag = WIDE_TAGS[0]
+    assert store.write_batch(_wide(T0, 1.0)) == len(WIDE_TAGS)
+    assert store.write_batch(_wide(T0, 2.0)) == 0  # the wide batch again, other values
+    deep = [Sample(deep_tag, T0 + i, 10.0 + i, datatype=10) for i in range(50)]
+    assert store.write_batch(deep) == 49  # T0 was written by the wide batch
+    assert store.write_batch(_wide(T0 + 1, 3.0)) == len(WIDE_TAGS) - 1  # deep_tag has T0 + 1
+    assert store.write_batch(deep) == 0
+    assert [s.value for s in store.history(deep_tag, T0, T0 + 3)] == [1.0, 11.0, 12.0]
+    assert [s.value for s in store.history(WIDE_TAGS[1], T0, T0 + 3)] == [1.0, 3.0]
+    assert store.count(deep_tag) == 50
+    assert store.count() == 50 + 2 * (len(WIDE_TAGS) - 1)
+
+
+def test_reads_join_values_from_wide_and_deep_batches(store: HistorianStore) -> None:
+    tag = WIDE_TAGS[7]
+    store.write_batch([Sample(tag, T0 + i * 100, float(i), datatype=10) for i in range(10)])
+    for second in range(10, 20):  # interleaved in time with the deep batch's buckets
+        store.write_batch(_wide(T0 + second * 100 - 950, float(second)))
+    history = store.history(tag, T0, T0 + 1_000)
+    assert [s.ts_ms for s in history] == sorted(s.ts_ms for s in history)
+    assert len(history) == 20
+    assert store.history(tag, T0, T0 + 1_000, limit=3) == history[:3]
+    latest = store.latest(tag)
+    assert latest is not None
+    assert (latest.ts_ms, latest.value) == (T0 + 950, 19.0)
+    buckets = store.aggregate(tag, T0, T0 + 1_000, 300)
+    by_start = {b.start_ms: b for b in buckets}
+    expected: dict[int, list[Sample]] = {}
+    for s in history:
+        expected.setdefault(s.ts_ms - s.ts_ms % 300, []).append(s)
+    assert sorted(by_start) == sorted(expected)
+    for start, samples in expected.items():
+        values = [float(s.value) for s in samples]  # type: ignore[arg-type]
+        bucket = by_start[start]
+        assert (bucket.count, bucket.min, bucket.max) == (len(values), min(values), max(values))
+        assert bucket.avg == pytest.approx(sum(values) / len(values))
+        assert (bucket.last_ts_ms, bucket.last) == (samples[-1].ts_ms, samples[-1].value)
+
+
 def test_empty_batch_writes_nothing(store: HistorianStore) -> None:
     assert store.write_batch([]) == 0
     assert store.count() == 0

@@ -16,6 +16,7 @@ __all__ = [
     "audit_log_table",
     "metadata",
     "quarantine_table",
+    "sample_recent_table",
     "sample_table",
     "tag_table",
 ]
@@ -51,6 +52,27 @@ sample_table = sa.Table(
     sa.PrimaryKeyConstraint("tag_id", "ts", name="sample_pkey"),
     # SQLite: cluster rows on the primary key instead of keeping a rowid table plus an index.
     sqlite_with_rowid=False,
+)
+
+# Samples of a wide plant on SQLite, in arrival order, until they move to ``sample`` in bulk
+# (migration 0008; andon.storage.sqlite). ``sample`` is clustered by (tag, time), so a commit
+# writes a page for every tag it touches: 25,000 tags at 1 Hz committed every second wrote a
+# 4 KiB page (and its checkpoint copy) per value. Here a commit appends; a merge every few
+# hundred thousand rows then writes each tag's page once for all the values it gathered.
+# The unique index keeps one row per (tag, instant) here as the primary key does there.
+sample_recent_table = sa.Table(
+    "sample_recent",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tag_id", sa.Integer, nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("value_double", sa.Double, nullable=True),
+    sa.Column("value_int", sa.BigInteger, nullable=True),
+    sa.Column("value_text", sa.Text, nullable=True),
+    sa.Column("value_bytes", sa.LargeBinary, nullable=True),
+    sa.Column("quality", sa.SmallInteger, nullable=False),
+    sa.Column("is_historical", sa.Boolean, nullable=False),
+    sa.Index("sample_recent_key_idx", "tag_id", "ts", unique=True),
 )
 
 quarantine_table = sa.Table(

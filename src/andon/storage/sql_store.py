@@ -12,7 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
@@ -44,6 +44,10 @@ class SqlHistorianStore(ABC):
 
     #: Execution options for write transactions (SQLite asks for BEGIN IMMEDIATE).
     _write_options: Mapping[str, Any] = {}
+    #: A table of samples not yet moved to ``sample`` (same columns and key) that reads add,
+    #: leaving out its rows that ``sample`` also holds: the first value written is the one
+    #: kept. None: every sample is in ``sample``.
+    _staged_table: sa.Table | None = None
 
     def __init__(self, database: str | URL | Engine) -> None:
         if isinstance(database, Engine):
@@ -158,116 +162,92 @@ class SqlHistorianStore(ABC):
     def history(
         self, tag: str, start_ms: int, end_ms: int, limit: int = DEFAULT_HISTORY_LIMIT
     ) -> list[Sample]:
-        s = sample_table.c
-        return self._samples(tag, (s.ts >= start_ms, s.ts < end_ms), s.ts, limit)
+        return self._samples(tag, (start_ms, end_ms), False, limit)
 
     def latest(self, tag: str) -> Sample | None:
-        found = self._samples(tag, (), sample_table.c.ts.desc(), 1)
+        found = self._samples(tag, None, True, 1)
         return found[0] if found else None
 
+    def _sources(self, tag_id: int | None) -> list[tuple[sa.Table, list[sa.ColumnElement[bool]]]]:
+        """The tables that hold samples, each with the conditions that pick its rows of
+        ``tag_id`` (None: of every tag) and leave out staged duplicates of stored rows."""
+        sources: list[tuple[sa.Table, list[sa.ColumnElement[bool]]]] = [(sample_table, [])]
+        staged = self._staged_table
+        if staged is not None:
+            s, r = sample_table.c, staged.c
+            stored = sa.select(sa.literal(1)).where(s.tag_id == r.tag_id, s.ts == r.ts)
+            sources.append((staged, [~stored.exists()]))
+        if tag_id is not None:
+            for table, conditions in sources:
+                conditions.insert(0, table.c.tag_id == tag_id)
+        return sources
+
     def _samples(
-        self,
-        tag: str,
-        conditions: tuple[sa.ColumnElement[bool], ...],
-        order: sa.ColumnElement[Any],
-        limit: int,
+        self, tag: str, span: tuple[int, int] | None, newest_first: bool, limit: int
     ) -> list[Sample]:
         """Samples of one tag, decoded with the tag's datatype."""
-        s = sample_table.c
+        found: list[Sample] = []
         with self._engine.connect() as connection:
             ref = self._tag(connection, tag)
             if ref is None:
                 return []
             tag_id, datatype = ref
-            query = (
-                sa.select(
-                    s.ts,
-                    s.value_double,
-                    s.value_int,
-                    s.value_text,
-                    s.value_bytes,
-                    s.quality,
-                    s.is_historical,
-                )
-                .where(s.tag_id == tag_id, *conditions)
-                .order_by(order)
-                .limit(limit)
-            )
-            rows = connection.execute(query).all()
-        return [
-            Sample(tag, ts, decode_value(vd, vi, vt, vb, datatype), quality, bool(hist), datatype)
-            for ts, vd, vi, vt, vb, quality, hist in rows
-        ]
+            sources = self._sources(tag_id)
+            for table, conditions in sources:
+                c = table.c
+                if span is not None:
+                    conditions.extend((c.ts >= span[0], c.ts < span[1]))
+                query = (
+                    sa.select(c.ts, c.value_double, c.value_int, c.value_text, c.value_bytes,
+                              c.quality, c.is_historical)
+                    .where(*conditions)
+                    .order_by(c.ts.desc() if newest_first else c.ts)
+                    .limit(limit)
+                )  # fmt: skip
+                found.extend(
+                    Sample(tag, ts, decode_value(vd, vi, vt, vb, datatype), quality, bool(hist),
+                           datatype)
+                    for ts, vd, vi, vt, vb, quality, hist in connection.execute(query)
+                )  # fmt: skip
+        if len(sources) > 1:  # each table's rows are in order; together they must be again
+            found.sort(key=_timestamp, reverse=newest_first)
+            del found[limit:]
+        return found
 
     def aggregate(
         self, tag: str, start_ms: int, end_ms: int, bucket_ms: int
     ) -> list[HistoryBucket]:
         if bucket_ms <= 0:
             raise ValueError(f"bucket_ms must be positive, got {bucket_ms}")
-        s = sample_table.c
+        buckets: dict[int, _Bucket] = {}
         with self._engine.connect() as connection:
             ref = self._tag(connection, tag)
             if ref is None:
                 return []
             tag_id, datatype = ref
-            width = sa.literal(bucket_ms, sa.BigInteger)
-            # Floor to a multiple of bucket_ms; written with %, which truncates towards zero
-            # in both databases, so that timestamps before 1970 floor correctly too.
-            bucket = (s.ts - ((s.ts % width) + width) % width).label("bucket")
-            as_double: sa.ColumnElement[Any] = sa.cast(s.value_int, sa.Double)
-            if datatype == DATATYPE_UINT64:
-                as_double = sa.case((s.value_int < 0, as_double + 2.0**64), else_=as_double)
-            number = sa.func.coalesce(s.value_double, as_double).label("number")
-            in_range = (
-                sa.select(bucket, s.ts, number)
-                .where(s.tag_id == tag_id, s.ts >= start_ms, s.ts < end_ms)
-                .subquery("in_range")
-            )
-            per_bucket = (
-                sa.select(
-                    in_range.c.bucket,
-                    sa.func.count().label("n"),
-                    sa.func.min(in_range.c.number).label("lo"),
-                    sa.func.max(in_range.c.number).label("hi"),
-                    sa.func.avg(in_range.c.number).label("mean"),
-                    sa.func.max(in_range.c.ts).label("last_ts"),
+            for table, conditions in self._sources(tag_id):
+                query = _aggregate_query(
+                    table, tag_id, conditions, datatype, (start_ms, end_ms), bucket_ms
                 )
-                .group_by(in_range.c.bucket)
-                .subquery("per_bucket")
-            )
-            # The last value of each bucket is one primary-key lookup per bucket.
-            query = (
-                sa.select(
-                    per_bucket.c.bucket,
-                    per_bucket.c.n,
-                    per_bucket.c.lo,
-                    per_bucket.c.hi,
-                    per_bucket.c.mean,
-                    per_bucket.c.last_ts,
-                    s.value_double,
-                    s.value_int,
-                    s.value_text,
-                    s.value_bytes,
-                )
-                .join_from(
-                    per_bucket,
-                    sample_table,
-                    sa.and_(s.tag_id == tag_id, s.ts == per_bucket.c.last_ts),
-                )
-                .order_by(per_bucket.c.bucket)
-            )
-            rows = connection.execute(query).all()
+                for start, n, numbers, lo, hi, mean, last_ts, vd, vi, vt, vb in connection.execute(
+                    query
+                ):
+                    bucket = _Bucket(
+                        int(n), int(numbers), lo, hi, mean, int(last_ts), (vd, vi, vt, vb)
+                    )
+                    earlier = buckets.get(int(start))
+                    buckets[int(start)] = bucket if earlier is None else earlier.combine(bucket)
         return [
             HistoryBucket(
-                start_ms=int(start),
-                count=int(n),
-                min=None if lo is None else float(lo),
-                max=None if hi is None else float(hi),
-                avg=None if mean is None else float(mean),
-                last=decode_value(vd, vi, vt, vb, datatype),
-                last_ts_ms=int(last_ts),
+                start_ms=start,
+                count=b.rows,
+                min=None if b.lo is None else float(b.lo),
+                max=None if b.hi is None else float(b.hi),
+                avg=None if b.mean is None else float(b.mean),
+                last=decode_value(*b.last, datatype),
+                last_ts_ms=b.last_ts,
             )
-            for start, n, lo, hi, mean, last_ts, vd, vi, vt, vb in rows
+            for start, b in sorted(buckets.items())
         ]
 
     def tags(self) -> list[TagInfo]:
@@ -276,14 +256,18 @@ class SqlHistorianStore(ABC):
             return [TagInfo(path, datatype) for path, datatype in connection.execute(query)]
 
     def count(self, tag: str | None = None) -> int:
-        query = sa.select(sa.func.count()).select_from(sample_table)
+        total = 0
         with self._engine.connect() as connection:
+            tag_id: int | None = None
             if tag is not None:
                 ref = self._tag(connection, tag)
                 if ref is None:
                     return 0
-                query = query.where(sample_table.c.tag_id == ref[0])
-            return int(connection.execute(query).scalar_one())
+                tag_id = ref[0]
+            for table, conditions in self._sources(tag_id):
+                query = sa.select(sa.func.count()).select_from(table).where(*conditions)
+                total += int(connection.execute(query).scalar_one())
+        return total
 
     def quarantined(self) -> list[QuarantinedSample]:
         q = quarantine_table.c
@@ -296,3 +280,91 @@ class SqlHistorianStore(ABC):
     def close(self) -> None:
         if self._owns_engine:
             self._engine.dispose()
+
+
+def _timestamp(sample: Sample) -> int:
+    return sample.ts_ms
+
+
+def _aggregate_query(
+    table: sa.Table,
+    tag_id: int,
+    conditions: list[sa.ColumnElement[bool]],
+    datatype: int,
+    span: tuple[int, int],
+    bucket_ms: int,
+) -> sa.Select[Any]:
+    """Per bucket of ``table``'s rows of ``tag_id`` matching ``conditions`` in ``span``
+    [start, end): the count, the numbers' count, min, max and mean, and the last value."""
+    s = table.c
+    width = sa.literal(bucket_ms, sa.BigInteger)
+    # Floor to a multiple of bucket_ms; written with %, which truncates towards zero in both
+    # databases, so that timestamps before 1970 floor correctly too.
+    bucket = (s.ts - ((s.ts % width) + width) % width).label("bucket")
+    as_double: sa.ColumnElement[Any] = sa.cast(s.value_int, sa.Double)
+    if datatype == DATATYPE_UINT64:
+        as_double = sa.case((s.value_int < 0, as_double + 2.0**64), else_=as_double)
+    number = sa.func.coalesce(s.value_double, as_double).label("number")
+    in_range = (
+        sa.select(bucket, s.ts, number)
+        .where(*conditions, s.ts >= span[0], s.ts < span[1])
+        .subquery("in_range")
+    )
+    per_bucket = (
+        sa.select(
+            in_range.c.bucket,
+            sa.func.count().label("n"),
+            sa.func.count(in_range.c.number).label("numbers"),
+            sa.func.min(in_range.c.number).label("lo"),
+            sa.func.max(in_range.c.number).label("hi"),
+            sa.func.avg(in_range.c.number).label("mean"),
+            sa.func.max(in_range.c.ts).label("last_ts"),
+        )
+        .group_by(in_range.c.bucket)
+        .subquery("per_bucket")
+    )
+    # The last value of each bucket is one key lookup per bucket.
+    return (
+        sa.select(
+            per_bucket.c.bucket,
+            per_bucket.c.n,
+            per_bucket.c.numbers,
+            per_bucket.c.lo,
+            per_bucket.c.hi,
+            per_bucket.c.mean,
+            per_bucket.c.last_ts,
+            s.value_double,
+            s.value_int,
+            s.value_text,
+            s.value_bytes,
+        )
+        .join_from(per_bucket, table, sa.and_(s.tag_id == tag_id, s.ts == per_bucket.c.last_ts))
+        .order_by(per_bucket.c.bucket)
+    )
+
+
+class _Bucket(NamedTuple):
+    """One table's figures of a bucket, before decoding (``numbers``: values avg is over)."""
+
+    rows: int
+    numbers: int
+    lo: Any
+    hi: Any
+    mean: Any
+    last_ts: int
+    last: tuple[Any, Any, Any, Any]  # value_double, value_int, value_text, value_bytes
+
+    def combine(self, other: _Bucket) -> _Bucket:
+        """The bucket of both tables' rows (no instant is in both)."""
+        numbers = self.numbers + other.numbers
+        parts = [b for b in (self, other) if b.numbers]
+        later = other if other.last_ts > self.last_ts else self
+        return _Bucket(
+            self.rows + other.rows,
+            numbers,
+            min((b.lo for b in parts), default=None),
+            max((b.hi for b in parts), default=None),
+            sum(float(b.mean) * b.numbers for b in parts) / numbers if numbers else None,
+            later.last_ts,
+            later.last,
+        )
