@@ -2,21 +2,24 @@
 
 ``sample`` is clustered by (tag, time): a commit of one value per tag writes a page per value.
 Wide batches therefore go to ``sample_recent`` in arrival order and move to ``sample`` once it
-holds ``recent_merge_rows`` rows, or before a deep batch (several values per tag) is written
-straight into ``sample``. The store contract checks what reads return; this checks where the
-rows are.
+holds ``recent_merge_rows`` rows; a deep batch (several values per tag) goes straight into
+``sample``, less the instants already staged. The store contract checks what reads return;
+this checks where the rows are.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from andon.storage.migrate import upgrade_database
 from andon.storage.sqlite import SqliteHistorianStore
 from andon.storage.types import Sample
+from andon.storage.writer_commands import is_transient_error
 
 T0 = 1_700_000_000_000
 TAGS = [f"g/e/m{m}/v{v}" for m in range(40) for v in range(25)]
@@ -57,13 +60,35 @@ def test_wide_batches_are_staged_until_the_merge_threshold(store: SqliteHistoria
     assert _rows(store) == (3000, 0)
 
 
-def test_a_deep_batch_moves_the_staged_rows_first(store: SqliteHistorianStore) -> None:
+def test_a_deep_batch_leaves_out_staged_instants_and_the_rest_staged(
+    store: SqliteHistorianStore,
+) -> None:
     store.write_batch(_wide(0))
     deep = [Sample(TAGS[0], T0 + i * 250, 100.0 + i, datatype=10) for i in range(8)]
     assert store.write_batch(deep) == 7  # T0 of TAGS[0] came first, with the wide batch
-    assert _rows(store) == (1007, 0)
+    assert _rows(store) == (7, 1000)  # moving every staged row would cost a page per value
     assert store.latest(TAGS[0]) == Sample(TAGS[0], T0 + 1750, 107.0, datatype=10)
     assert [s.value for s in store.history(TAGS[0], T0, T0 + 500)] == [0.0, 101.0]
+    assert store.write_batch(deep) == 0
+
+
+def test_a_store_notices_another_writer_moved_its_rows(tmp_path: Path) -> None:
+    # Two writers of one file (a cluster's domains): one's merge moves the other's staged rows
+    # into sample, which the other's memory of each tag's newest stored row does not know.
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    upgrade_database(url)
+    one, other = SqliteHistorianStore(url), SqliteHistorianStore(url, recent_merge_rows=1)
+    try:
+        assert one.write_batch(_wide(0)) == 1000
+        assert one.write_batch(_wide(1)) == 1000  # one now knows no tag has a stored row
+        other_tag = [Sample("g/other/v", T0 + 5, 1.0, datatype=10)]
+        assert other.write_batch(other_tag) == 1  # reaches its threshold: moves everything
+        assert _rows(one) == (2001, 0)
+        assert one.write_batch(_wide(1)) == 0  # re-sent: duplicates, not new rows
+        assert one.count() == 2001
+    finally:
+        one.close()
+        other.close()
 
 
 def test_staged_rows_survive_a_new_store_on_the_same_file(store: SqliteHistorianStore) -> None:
@@ -90,5 +115,43 @@ def test_reads_leave_out_a_staged_copy_of_a_stored_row(store: SqliteHistorianSto
     bucket = store.aggregate(tag, T0, T0 + 1000, 1000)
     assert [(b.count, b.last) for b in bucket] == [(1, -1.0)]
     store.write_batch([Sample(TAGS[0], T0 + i, 5.0, datatype=10) for i in range(1, 5)])
-    assert _rows(store) == (1004, 0)
+    store.write_batch(_wide(9))
+    store.write_batch(_wide(10))  # the threshold: the merge keeps the stored row
+    assert _rows(store) == (3004, 0)
     assert [s.value for s in store.history(tag, T0, T0 + 2)] == [-1.0, 5.0]
+
+
+def test_a_failing_merge_keeps_the_rows_staged_and_the_batch(
+    store: SqliteHistorianStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON sample BEGIN SELECT RAISE(ABORT, 'no"
+            " room'); END"
+        )
+    store.write_batch(_wide(0))
+    store.write_batch(_wide(1))
+    assert store.write_batch(_wide(2)) == 1000  # the merge it starts fails; the batch stays
+    assert "not moved yet" in caplog.text
+    assert _rows(store) == (0, 3000)
+    assert store.count() == 3000
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TRIGGER refuse")
+    assert store.write_batch(_wide(3)) == 1000
+    assert _rows(store) == (4000, 0)
+    assert [s.value for s in store.history(TAGS[9], T0, T0 + 4000)] == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_driver_errors_keep_their_class_for_the_writer(
+    store: SqliteHistorianStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The historian writer retries (and spools) on an OperationalError such as a full disk,
+    # and quarantines on other errors: the driver's error must arrive as SQLAlchemy's class.
+    def full(*_args: object) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "_insert_into", full)
+    with pytest.raises(sa.exc.OperationalError) as raised:
+        store.write_batch(_wide(0))
+    assert is_transient_error(raised.value)
+    assert store.tags() == []  # rolled back: nothing of the batch was written

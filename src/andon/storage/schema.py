@@ -18,6 +18,7 @@ __all__ = [
     "quarantine_table",
     "sample_recent_table",
     "sample_table",
+    "sample_version_table",
     "tag_table",
 ]
 
@@ -73,6 +74,16 @@ sample_recent_table = sa.Table(
     sa.Column("quality", sa.SmallInteger, nullable=False),
     sa.Column("is_historical", sa.Boolean, nullable=False),
     sa.Index("sample_recent_key_idx", "tag_id", "ts", unique=True),
+)
+
+# One row, bumped by every write into ``sample`` (SQLite): a store that finds another version
+# than the one it last wrote knows another writer of the file changed ``sample`` meanwhile and
+# forgets what it knew of each tag's newest stored row (andon.storage.sqlite).
+sample_version_table = sa.Table(
+    "sample_version",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
 )
 
 quarantine_table = sa.Table(

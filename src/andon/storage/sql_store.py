@@ -229,11 +229,11 @@ class SqlHistorianStore(ABC):
                 query = _aggregate_query(
                     table, tag_id, conditions, datatype, (start_ms, end_ms), bucket_ms
                 )
-                for start, n, numbers, lo, hi, mean, last_ts, vd, vi, vt, vb in connection.execute(
+                for start, n, numbers, lo, hi, total, last_ts, vd, vi, vt, vb in connection.execute(
                     query
                 ):
                     bucket = _Bucket(
-                        int(n), int(numbers), lo, hi, mean, int(last_ts), (vd, vi, vt, vb)
+                        int(n), int(numbers), lo, hi, total, int(last_ts), (vd, vi, vt, vb)
                     )
                     earlier = buckets.get(int(start))
                     buckets[int(start)] = bucket if earlier is None else earlier.combine(bucket)
@@ -243,7 +243,7 @@ class SqlHistorianStore(ABC):
                 count=b.rows,
                 min=None if b.lo is None else float(b.lo),
                 max=None if b.hi is None else float(b.hi),
-                avg=None if b.mean is None else float(b.mean),
+                avg=float(b.total) / b.numbers if b.numbers else None,
                 last=decode_value(*b.last, datatype),
                 last_ts_ms=b.last_ts,
             )
@@ -295,7 +295,7 @@ def _aggregate_query(
     bucket_ms: int,
 ) -> sa.Select[Any]:
     """Per bucket of ``table``'s rows of ``tag_id`` matching ``conditions`` in ``span``
-    [start, end): the count, the numbers' count, min, max and mean, and the last value."""
+    [start, end): the count, the numbers' count, min, max and sum, and the last value."""
     s = table.c
     width = sa.literal(bucket_ms, sa.BigInteger)
     # Floor to a multiple of bucket_ms; written with %, which truncates towards zero in both
@@ -317,7 +317,7 @@ def _aggregate_query(
             sa.func.count(in_range.c.number).label("numbers"),
             sa.func.min(in_range.c.number).label("lo"),
             sa.func.max(in_range.c.number).label("hi"),
-            sa.func.avg(in_range.c.number).label("mean"),
+            sa.func.sum(in_range.c.number).label("total"),
             sa.func.max(in_range.c.ts).label("last_ts"),
         )
         .group_by(in_range.c.bucket)
@@ -331,7 +331,7 @@ def _aggregate_query(
             per_bucket.c.numbers,
             per_bucket.c.lo,
             per_bucket.c.hi,
-            per_bucket.c.mean,
+            per_bucket.c.total,
             per_bucket.c.last_ts,
             s.value_double,
             s.value_int,
@@ -350,7 +350,7 @@ class _Bucket(NamedTuple):
     numbers: int
     lo: Any
     hi: Any
-    mean: Any
+    total: Any  # the numbers' sum: sums of two tables add up, their means would not
     last_ts: int
     last: tuple[Any, Any, Any, Any]  # value_double, value_int, value_text, value_bytes
 
@@ -364,7 +364,7 @@ class _Bucket(NamedTuple):
             numbers,
             min((b.lo for b in parts), default=None),
             max((b.hi for b in parts), default=None),
-            sum(float(b.mean) * b.numbers for b in parts) / numbers if numbers else None,
+            sum(float(b.total) for b in parts) if numbers else None,
             later.last_ts,
             later.last,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import sqlite3
 from collections.abc import Iterable
 from functools import cache
@@ -18,6 +19,8 @@ from andon.storage.schema import sample_recent_table, tag_table
 from andon.storage.sql_store import SqlHistorianStore
 
 __all__ = ["RECENT_MERGE_ROWS", "SqliteHistorianStore"]
+
+log = logging.getLogger(__name__)
 
 # Driver-level SQL straight on the sqlite3 cursor, without SQLAlchemy's per-row parameter
 # processing (which would cost more than the insert itself). Many rows per statement rather than
@@ -57,18 +60,25 @@ def _insert_samples_sql(table: str, rows: int) -> str:
 
 
 # A row this batch staged (seq above the largest before it) that ``sample`` already holds is a
-# duplicate: the first value written for an instant is the one kept, wherever it went.
+# duplicate: the first value written for an instant is the one kept, wherever it went. One
+# statement per suspect row when there are few (replays), one for the whole batch otherwise.
 _DROP_STAGED_DUPLICATE = (
     "DELETE FROM sample_recent WHERE seq > ? AND tag_id = ? AND ts = ?"
     " AND EXISTS (SELECT 1 FROM sample WHERE tag_id = ? AND ts = ?)"
 )
+_DROP_STAGED_DUPLICATES = (
+    "DELETE FROM sample_recent WHERE seq > ? AND EXISTS (SELECT 1 FROM sample"
+    " WHERE sample.tag_id = sample_recent.tag_id AND sample.ts = sample_recent.ts)"
+)
 # WHERE true: SQLite needs it to read ON CONFLICT after INSERT ... SELECT. A staged row never
-# conflicts (duplicates of ``sample`` were dropped as they came), but a row written straight
-# into ``sample`` by another process meanwhile would, and the first value is kept.
+# conflicts with a row this process stored, but may with one another writer of the same file
+# stored meanwhile; the stored row came first and is kept.
 _MERGE_STAGED = (
     f"INSERT INTO sample ({_VALUE_COLUMNS}) SELECT {_VALUE_COLUMNS} FROM sample_recent"
     " WHERE true ORDER BY tag_id, ts ON CONFLICT (tag_id, ts) DO NOTHING"
 )
+#: Tag ids per ``IN (...)`` of the staged keys a deep batch must leave out.
+_TAG_CHUNK = 500
 
 
 def _chunk_sizes(driver: sqlite3.Connection) -> tuple[int, ...]:
@@ -93,12 +103,14 @@ class SqliteHistorianStore(SqlHistorianStore):
     def __init__(self, *args: Any, recent_merge_rows: int = RECENT_MERGE_ROWS, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._recent_merge_rows = recent_merge_rows
-        # tag id -> no row of the tag in ``sample`` is newer than this (as far as this process
-        # wrote or read it). A staged row newer than that cannot be a duplicate of a stored
-        # one, so live data skips the lookup in ``sample``: at 25,000 tags that lookup read a
-        # page from the OS per value. Only raised by writes, so a rolled-back transaction
-        # leaves it too high, which costs lookups, never a duplicate.
+        # tag id -> no row of the tag in ``sample`` is newer than this. A staged row newer than
+        # that cannot be a duplicate of a stored one, so live data skips the lookup in
+        # ``sample`` (at 25,000 tags it read a page from the OS per value). Valid while
+        # ``sample_version`` (bumped by every write into ``sample``, by any writer of the file)
+        # is the version this store last saw or wrote; cleared when it is not. A rolled-back
+        # transaction leaves it too high (more lookups) and the version mismatched (cleared).
         self._stored_until: dict[int, int] = {}
+        self._sample_version: int | None = None
 
     def _insert_rows(self, connection: sa.Connection, rows: list[SampleRow]) -> int:
         if not rows:
@@ -107,34 +119,69 @@ class SqliteHistorianStore(SqlHistorianStore):
         assert isinstance(driver, sqlite3.Connection)
         cursor = driver.cursor()
         try:
-            # One walk down an edge of a B-tree: whether rows are staged and where new ones go.
-            (staged_until,) = cursor.execute("SELECT max(seq) FROM sample_recent").fetchone()
-            staged_until = staged_until or 0
-            if len(rows) >= _DENSE_VALUES_PER_TAG * len(set(map(itemgetter(0), rows))):
-                if staged_until:
-                    # Staged rows go first, so that the first value of an instant stays the
-                    # one kept (a straight insert would win over a staged duplicate).
-                    self._merge_staged(cursor)
-                self._raise_stored_until(rows)
-                return self._insert_into(driver, cursor, "sample", rows)
-            inserted = self._insert_into(driver, cursor, "sample_recent", rows)
-            suspects = self._maybe_stored(cursor, rows)
-            if suspects:
-                before = driver.total_changes
+            return self._insert_staged_or_stored(driver, cursor, rows)
+        except sqlite3.Error as error:
+            # As SQLAlchemy's class of the error (OperationalError for a full disk or a lock,
+            # IntegrityError...): the historian writer tells an outage from bad data by it.
+            raise sa.exc.DBAPIError.instance(
+                "historian insert", None, error, sqlite3.Error
+            ) from error
+        finally:
+            cursor.close()
+
+    def _insert_staged_or_stored(
+        self, driver: sqlite3.Connection, cursor: sqlite3.Cursor, rows: list[SampleRow]
+    ) -> int:
+        # Two walks down an edge of a B-tree: whether rows are staged, and who wrote last.
+        staged_until, version = cursor.execute(
+            "SELECT (SELECT max(seq) FROM sample_recent), (SELECT version FROM sample_version)"
+        ).fetchone()
+        staged_until = staged_until or 0
+        if version is None or version != self._sample_version:
+            self._stored_until.clear()
+            self._sample_version = version
+        if len(rows) >= _DENSE_VALUES_PER_TAG * len(set(map(itemgetter(0), rows))):
+            if staged_until:
+                rows = self._without_staged_keys(cursor, rows)
+            self._raise_stored_until(rows)
+            self._bump_sample_version(cursor)
+            return self._insert_into(driver, cursor, "sample", rows)
+        inserted = self._insert_into(driver, cursor, "sample_recent", rows)
+        suspects = self._maybe_stored(cursor, rows)
+        if suspects:
+            before = driver.total_changes
+            if len(suspects) * 4 < len(rows):
                 cursor.executemany(
                     _DROP_STAGED_DUPLICATE,
                     [(staged_until, tag_id, ts, tag_id, ts) for tag_id, ts in suspects],
                 )
-                inserted -= driver.total_changes - before
-            if staged_until + len(rows) >= self._recent_merge_rows:
-                self._merge_staged(cursor)
-            return inserted
-        finally:
-            cursor.close()
+            else:
+                cursor.execute(_DROP_STAGED_DUPLICATES, (staged_until,))
+            inserted -= driver.total_changes - before
+        if staged_until + len(rows) >= self._recent_merge_rows:
+            self._merge_staged(cursor)
+        return inserted
+
+    @staticmethod
+    def _without_staged_keys(cursor: sqlite3.Cursor, rows: list[SampleRow]) -> list[SampleRow]:
+        """``rows`` less those whose (tag, instant) is staged: the staged value came first.
+        (Merging everything staged instead would make each deep batch cost the wide plant a
+        page per staged value again.)"""
+        tag_ids = sorted({row[0] for row in rows})
+        staged: set[tuple[int, int]] = set()
+        for i in range(0, len(tag_ids), _TAG_CHUNK):
+            chunk = tag_ids[i : i + _TAG_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            staged.update(
+                cursor.execute(
+                    f"SELECT tag_id, ts FROM sample_recent WHERE tag_id IN ({marks})", chunk
+                )
+            )
+        return [row for row in rows if (row[0], row[1]) not in staged] if staged else rows
 
     def _maybe_stored(self, cursor: sqlite3.Cursor, rows: list[SampleRow]) -> list[tuple[int, int]]:
         """(tag id, ts) of the rows that ``sample`` may already hold: not newer than the
-        newest stored row of their tag (looked up once per tag and process)."""
+        newest stored row of their tag (looked up once per tag while the version holds)."""
         known = self._stored_until
         for tag_id in {row[0] for row in rows}.difference(known):
             (newest,) = cursor.execute(
@@ -152,6 +199,11 @@ class SqliteHistorianStore(SqlHistorianStore):
             if until is not None and row[1] > until:
                 known[row[0]] = row[1]
 
+    def _bump_sample_version(self, cursor: sqlite3.Cursor) -> None:
+        cursor.execute("UPDATE sample_version SET version = version + 1")
+        if self._sample_version is not None:
+            self._sample_version += 1
+
     def _insert_into(
         self, driver: sqlite3.Connection, cursor: sqlite3.Cursor, table: str, rows: list[SampleRow]
     ) -> int:
@@ -167,7 +219,21 @@ class SqliteHistorianStore(SqlHistorianStore):
         return int(driver.total_changes) - before
 
     def _merge_staged(self, cursor: sqlite3.Cursor) -> None:
-        newest = cursor.execute("SELECT tag_id, max(ts) FROM sample_recent GROUP BY tag_id")
-        self._raise_stored_until(newest.fetchall())
-        cursor.execute(_MERGE_STAGED)
-        cursor.execute("DELETE FROM sample_recent")
+        """Move the staged rows to ``sample``. Under a savepoint: a merge that fails (a full
+        disk needs room for the merge before the batch's own rows run out of it) leaves the
+        rows staged and the batch committed; the next batch tries again."""
+        cursor.execute("SAVEPOINT merge_staged")
+        try:
+            newest = cursor.execute("SELECT tag_id, max(ts) FROM sample_recent GROUP BY tag_id")
+            marks = newest.fetchall()
+            cursor.execute(_MERGE_STAGED)
+            cursor.execute("DELETE FROM sample_recent")
+            self._bump_sample_version(cursor)
+        except sqlite3.Error as error:
+            cursor.execute("ROLLBACK TO merge_staged")
+            cursor.execute("RELEASE merge_staged")
+            self._sample_version = None  # the bump may not have happened: look again
+            log.warning("historian: staged samples not moved yet (%s); they stay readable", error)
+            return
+        cursor.execute("RELEASE merge_staged")
+        self._raise_stored_until(marks)

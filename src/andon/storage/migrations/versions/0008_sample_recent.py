@@ -1,4 +1,5 @@
-"""The arrival-ordered staging table of a wide plant's samples (SQLite; see schema.py).
+"""The arrival-ordered staging table of a wide plant's samples and the version of ``sample``
+(SQLite; see schema.py).
 
 Created on every backend so that the schema is the same everywhere; only the SQLite store
 writes to it (PostgreSQL appends to a heap and does not pay a page per value).
@@ -33,6 +34,12 @@ def upgrade() -> None:
         sa.Column("is_historical", sa.Boolean, nullable=False),
     )
     op.create_index("sample_recent_key_idx", "sample_recent", ["tag_id", "ts"], unique=True)
+    op.create_table(
+        "sample_version",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("version", sa.BigInteger, nullable=False),
+    )
+    op.execute("INSERT INTO sample_version (id, version) VALUES (1, 0)")
 
 
 def downgrade() -> None:
@@ -43,5 +50,6 @@ def downgrade() -> None:
         " value_bytes, quality, is_historical FROM sample_recent WHERE true"
         " ON CONFLICT (tag_id, ts) DO NOTHING"
     )
+    op.drop_table("sample_version")
     op.drop_index("sample_recent_key_idx", table_name="sample_recent")
     op.drop_table("sample_recent")
