@@ -8,6 +8,8 @@ integer keys keep the (tag_id, ts) primary key compact and fast).
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 __all__ = [
@@ -34,21 +36,29 @@ tag_table = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
 
+
+def _sample_columns() -> list[sa.Column[Any]]:
+    """The columns of a sample row (``sample`` and ``sample_recent``: new objects per table)."""
+    return [
+        # No FOREIGN KEY to tag.id, on purpose: PostgreSQL checks it with a trigger per row,
+        # which halves COPY ingest. Ids come only from the tag table, in the same transaction,
+        # and tags are never deleted.
+        sa.Column("tag_id", sa.Integer, nullable=False),
+        sa.Column("ts", sa.BigInteger, nullable=False),
+        # At most one value column is set per row; see andon.storage.codec for the mapping.
+        sa.Column("value_double", sa.Double, nullable=True),
+        sa.Column("value_int", sa.BigInteger, nullable=True),
+        sa.Column("value_text", sa.Text, nullable=True),
+        sa.Column("value_bytes", sa.LargeBinary, nullable=True),
+        sa.Column("quality", sa.SmallInteger, nullable=False),
+        sa.Column("is_historical", sa.Boolean, nullable=False),
+    ]
+
+
 sample_table = sa.Table(
     "sample",
     metadata,
-    # No FOREIGN KEY to tag.id, on purpose: PostgreSQL checks it with a trigger per row,
-    # which halves COPY ingest. Ids come only from the tag table, in the same transaction,
-    # and tags are never deleted.
-    sa.Column("tag_id", sa.Integer, nullable=False),
-    sa.Column("ts", sa.BigInteger, nullable=False),
-    # At most one value column is set per row; see andon.storage.codec for the mapping.
-    sa.Column("value_double", sa.Double, nullable=True),
-    sa.Column("value_int", sa.BigInteger, nullable=True),
-    sa.Column("value_text", sa.Text, nullable=True),
-    sa.Column("value_bytes", sa.LargeBinary, nullable=True),
-    sa.Column("quality", sa.SmallInteger, nullable=False),
-    sa.Column("is_historical", sa.Boolean, nullable=False),
+    *_sample_columns(),
     # Idempotency: one value per tag and instant; a duplicate insert is ignored.
     sa.PrimaryKeyConstraint("tag_id", "ts", name="sample_pkey"),
     # SQLite: cluster rows on the primary key instead of keeping a rowid table plus an index.
@@ -65,14 +75,7 @@ sample_recent_table = sa.Table(
     "sample_recent",
     metadata,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("tag_id", sa.Integer, nullable=False),
-    sa.Column("ts", sa.BigInteger, nullable=False),
-    sa.Column("value_double", sa.Double, nullable=True),
-    sa.Column("value_int", sa.BigInteger, nullable=True),
-    sa.Column("value_text", sa.Text, nullable=True),
-    sa.Column("value_bytes", sa.LargeBinary, nullable=True),
-    sa.Column("quality", sa.SmallInteger, nullable=False),
-    sa.Column("is_historical", sa.Boolean, nullable=False),
+    *_sample_columns(),
     sa.Index("sample_recent_key_idx", "tag_id", "ts", unique=True),
 )
 
