@@ -11,7 +11,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -210,7 +210,7 @@ class SqlHistorianStore(ABC):
                     for ts, vd, vi, vt, vb, quality, hist in connection.execute(query)
                 )  # fmt: skip
         if len(sources) > 1:  # each table's rows are in order; together they must be again
-            found.sort(key=_timestamp, reverse=newest_first)
+            found.sort(key=attrgetter("ts_ms"), reverse=newest_first)
             del found[limit:]
         return found
 
@@ -280,10 +280,6 @@ class SqlHistorianStore(ABC):
     def close(self) -> None:
         if self._owns_engine:
             self._engine.dispose()
-
-
-def _timestamp(sample: Sample) -> int:
-    return sample.ts_ms
 
 
 def _aggregate_query(

@@ -140,14 +140,15 @@ class SqliteHistorianStore(SqlHistorianStore):
         if version is None or version != self._sample_version:
             self._stored_until.clear()
             self._sample_version = version
-        if len(rows) >= _DENSE_VALUES_PER_TAG * len(set(map(itemgetter(0), rows))):
+        tag_ids = set(map(itemgetter(0), rows))
+        if len(rows) >= _DENSE_VALUES_PER_TAG * len(tag_ids):
             if staged_until:
-                rows = self._without_staged_keys(cursor, rows)
+                rows = self._without_staged_keys(cursor, rows, tag_ids)
             self._raise_stored_until(rows)
             self._bump_sample_version(cursor)
             return self._insert_into(driver, cursor, "sample", rows)
         inserted = self._insert_into(driver, cursor, "sample_recent", rows)
-        suspects = self._maybe_stored(cursor, rows)
+        suspects = self._maybe_stored(cursor, rows, tag_ids)
         if suspects:
             before = driver.total_changes
             if len(suspects) * 4 < len(rows):
@@ -163,14 +164,16 @@ class SqliteHistorianStore(SqlHistorianStore):
         return inserted
 
     @staticmethod
-    def _without_staged_keys(cursor: sqlite3.Cursor, rows: list[SampleRow]) -> list[SampleRow]:
+    def _without_staged_keys(
+        cursor: sqlite3.Cursor, rows: list[SampleRow], tag_ids: set[int]
+    ) -> list[SampleRow]:
         """``rows`` less those whose (tag, instant) is staged: the staged value came first.
         (Merging everything staged instead would make each deep batch cost the wide plant a
         page per staged value again.)"""
-        tag_ids = sorted({row[0] for row in rows})
+        ordered = sorted(tag_ids)
         staged: set[tuple[int, int]] = set()
-        for i in range(0, len(tag_ids), _TAG_CHUNK):
-            chunk = tag_ids[i : i + _TAG_CHUNK]
+        for i in range(0, len(ordered), _TAG_CHUNK):
+            chunk = ordered[i : i + _TAG_CHUNK]
             marks = ", ".join("?" * len(chunk))
             staged.update(
                 cursor.execute(
@@ -179,11 +182,13 @@ class SqliteHistorianStore(SqlHistorianStore):
             )
         return [row for row in rows if (row[0], row[1]) not in staged] if staged else rows
 
-    def _maybe_stored(self, cursor: sqlite3.Cursor, rows: list[SampleRow]) -> list[tuple[int, int]]:
+    def _maybe_stored(
+        self, cursor: sqlite3.Cursor, rows: list[SampleRow], tag_ids: set[int]
+    ) -> list[tuple[int, int]]:
         """(tag id, ts) of the rows that ``sample`` may already hold: not newer than the
         newest stored row of their tag (looked up once per tag while the version holds)."""
         known = self._stored_until
-        for tag_id in {row[0] for row in rows}.difference(known):
+        for tag_id in tag_ids.difference(known):
             (newest,) = cursor.execute(
                 "SELECT max(ts) FROM sample WHERE tag_id = ?", (tag_id,)
             ).fetchone()
@@ -194,6 +199,8 @@ class SqliteHistorianStore(SqlHistorianStore):
         """``rows`` (tag id, ts, ...) go into ``sample``: raise the known tags' mark. Tags not
         known yet stay unknown (older rows of theirs may be newer than these)."""
         known = self._stored_until
+        if not known:  # nothing staged in this process (a deep plant): no need to walk rows
+            return
         for row in rows:
             until = known.get(row[0])
             if until is not None and row[1] > until:
