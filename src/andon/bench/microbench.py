@@ -136,7 +136,7 @@ def _timed_run(births: Sequence[Publish], data: Sequence[Publish], stage: str) -
     session = _born_session(births, now)
     ingest, link = _ingest(session)
     on_message = session.on_message
-    carry_out = ingest._carry_out  # the ingest thread's per-message work, minus the queue
+    carry_out = ingest._handle_actions  # the ingest thread's work on one message, minus the queue
     gc.collect()
     if stage == "decode_resolve":
         started = time.perf_counter()

@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from andon.server.edge_registry import EdgeRegistry
@@ -48,6 +48,20 @@ _QUALITY_NAMES: dict[object, str] = {quality: quality.name for quality in Qualit
 #: Named tuples built per value with ``tuple.__new__``: the generated ``__new__`` is a Python
 #: function, and one call per value of it cost as much as the rest of building the value.
 _new_tuple = tuple.__new__
+
+
+#: A received message as queued: topic, payload, receive time (ms), broker connection index.
+_Item = tuple[str, bytes, int, int]
+#: Most messages handled as one batch (a backlog is worked off in steps of this size).
+_BATCH_MAX = 500
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Values of the messages of one batch, not yet handed on."""
+
+    samples: list[Sample] = field(default_factory=list)
+    live: list[LiveTag] = field(default_factory=list)
 
 
 class SampleSink(Protocol):
@@ -103,7 +117,7 @@ class SparkplugIngest:
         self._history = history
         self._historical_updates_live = historical_updates_live
         self._timer_interval_s = timer_interval_s
-        self._queue: queue.Queue[tuple[str, bytes, int, int] | None] = queue.Queue(queue_capacity)
+        self._queue: queue.Queue[_Item | None] = queue.Queue(queue_capacity)
         self._thread: threading.Thread | None = None
         self._idle = threading.Condition()
         self._in_progress = 0
@@ -156,41 +170,79 @@ class SparkplugIngest:
     # -- the ingest thread -------------------------------------------------------------------
     def _run(self) -> None:
         next_timer = time.monotonic() + self._timer_interval_s
-        while True:
+        stopping = False
+        while not stopping:
+            items: list[_Item] = []
             try:
-                item = self._queue.get(timeout=self._timer_interval_s)
+                first = self._queue.get(timeout=self._timer_interval_s)
+                if first is None:
+                    stopping = True
+                else:
+                    items.append(first)
+                    stopping = self._take_queued(items)
             except queue.Empty:
-                item = ()  # type: ignore[assignment]
-            if item is None:
-                return
+                pass  # nothing received: the timer below still runs
             try:
-                if item:
-                    topic, payload, receive_ms, index = item
-                    link = self._links[index]
-                    with link.session_lock:
-                        actions = link.session.on_message(topic, payload, receive_ms)
-                    self.stats.messages_total += 1
-                    self._carry_out(link, actions)
+                if items:
+                    self._process(items)
                 if time.monotonic() >= next_timer:
                     next_timer = time.monotonic() + self._timer_interval_s
                     for link in self._links:
                         with link.session_lock:
                             actions = link.session.on_timer(time.time_ns() // 1_000_000)
-                        self._carry_out(link, actions)
+                        self._handle_actions(link, actions)
             except Exception:  # a bug must not stop ingest; it is logged with its traceback
-                log.exception("ingest failed on a message; continuing")
+                log.exception("ingest failed; continuing")
             finally:
-                if item:
+                if items:
                     with self._idle:
-                        self._in_progress -= 1
+                        self._in_progress -= len(items)
                         if self._in_progress == 0:
                             self._idle.notify_all()
 
-    def _carry_out(self, link: HostLink, actions: Sequence[object]) -> None:
+    def _take_queued(self, items: list[_Item]) -> bool:
+        """Move what else is queued now into ``items`` (up to a batch), without waiting: the
+        messages that arrived while the last batch was handled are handled together, so their
+        samples reach the historian, the MES and the live table in one call each. Returns True
+        (and leaves it out) when the stop marker was among them."""
+        get = self._queue.get_nowait
+        while len(items) < _BATCH_MAX:
+            try:
+                item = get()
+            except queue.Empty:
+                return False
+            if item is None:
+                return True
+            items.append(item)
+        return False
+
+    def _process(self, items: Sequence[_Item]) -> None:
+        batch = _Batch()
+        for topic, payload, receive_ms, index in items:
+            link = self._links[index]
+            try:
+                with link.session_lock:
+                    actions = link.session.on_message(topic, payload, receive_ms)
+                self.stats.messages_total += 1
+                self._carry_out(link, actions, batch)
+            except Exception:  # one bad message must not cost the others of the batch
+                log.exception("ingest failed on a message; continuing")
+        self._flush(batch)
+
+    def _handle_actions(self, link: HostLink, actions: Sequence[object]) -> None:
+        """The actions of one message or timer, handed on at once."""
+        batch = _Batch()
+        self._carry_out(link, actions, batch)
+        self._flush(batch)
+
+    def _carry_out(self, link: HostLink, actions: Sequence[object], batch: _Batch) -> None:
         for action in actions:
             if isinstance(action, MetricsReceived):
-                self._on_metrics(action)
+                self._on_metrics(action, batch)
                 continue
+            # Anything else (a death marking tags stale, a birth) applies after the values
+            # received before it, as when each message was handled on its own.
+            self._flush(batch)
             if isinstance(action, MetricsStale):
                 prefix = (
                     f"{action.group_id}/{action.edge_node_id}"
@@ -228,7 +280,24 @@ class SparkplugIngest:
             elif isinstance(action, Problem):
                 self._on_problem(action)
 
-    def _on_metrics(self, action: MetricsReceived) -> None:
+    def _flush(self, batch: _Batch) -> None:
+        samples, live = batch.samples, batch.live
+        if samples:
+            batch.samples = []
+            # Blocks while the historian's queue is full: back-pressure, never a drop.
+            self._history.submit(samples)
+            if self._derive is not None:
+                # After the samples: the writer commits them first, so derived records never
+                # exist without the history they come from (see mes_recovery).
+                try:
+                    self._derive(samples)
+                except Exception:  # a bug there must not cost the live values
+                    log.exception("MES derivation failed; the samples are in the history")
+        if live:
+            batch.live = []
+            self._live.apply(live)
+
+    def _on_metrics(self, action: MetricsReceived, batch: _Batch) -> None:
         samples: list[Sample] = []
         live: list[LiveTag] = []
         new_tuple = _new_tuple
@@ -300,18 +369,9 @@ class SparkplugIngest:
         if device is None:
             self._spool_report(action)
         self.stats.values_total += len(action.metrics)
-        if samples:
-            # Blocks while the historian's queue is full: back-pressure, never a drop.
-            self._history.submit(samples)
-            if self._derive is not None:
-                # After the samples: the writer commits them first, so derived records never
-                # exist without the history they come from (see mes_recovery).
-                try:
-                    self._derive(samples)
-                except Exception:  # a bug there must not cost the live values
-                    log.exception("MES derivation failed; the samples are in the history")
-        if live:
-            self._live.apply(live)
+        # Added whole, once the message is decoded: a failure above leaves none of its values.
+        batch.samples += samples
+        batch.live += live
 
     def _spool_report(self, action: MetricsReceived) -> None:
         spool = {
