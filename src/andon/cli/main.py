@@ -96,7 +96,7 @@ def demo(
     """Run everything on one box: embedded broker, server on SQLite, simulated plant, web UI."""
     _logging(verbose)
     from andon.demo import DEMO_SOURCES, DemoPlant
-    from andon.server.long_lived import freeze_long_lived_objects
+    from andon.server.long_lived import collect_young_less_often, freeze_long_lived_objects
 
     if source not in DEMO_SOURCES:
         _fail(f"--source must be {' or '.join(DEMO_SOURCES)}, not {source!r}")
@@ -114,6 +114,7 @@ def demo(
         _fail(str(exc))
         return
     freeze_long_lived_objects()
+    collect_young_less_often()
     logins = "".join(
         f"  log in as      : {name} / {password}\n" for name, password in plant.credentials
     )
@@ -139,7 +140,7 @@ def demo(
 def server(config: ConfigOption = None, verbose: VerboseOption = False) -> None:
     """Run the MES server: Sparkplug host application, historian, API and web UI."""
     _logging(verbose)
-    from andon.server.long_lived import freeze_long_lived_objects
+    from andon.server.long_lived import collect_young_less_often, freeze_long_lived_objects
     from andon.server.mes_server import MesServer
     from andon.settings import ServerSettings, load_settings
 
@@ -151,6 +152,7 @@ def server(config: ConfigOption = None, verbose: VerboseOption = False) -> None:
         _fail(str(exc))
         return
     freeze_long_lived_objects()
+    collect_young_less_often()
     typer.echo(
         f"Andon server {settings.host_id} on http://{settings.http_host}:{settings.http_port}/"
     )

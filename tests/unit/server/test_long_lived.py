@@ -5,7 +5,11 @@ from __future__ import annotations
 import gc
 import weakref
 
-from andon.server.long_lived import freeze_long_lived_objects
+from andon.server.long_lived import (
+    YOUNG_COLLECTION_THRESHOLD,
+    collect_young_less_often,
+    freeze_long_lived_objects,
+)
 
 
 class _Node:
@@ -30,3 +34,15 @@ def test_freeze_collects_start_up_garbage_then_freezes_what_lives_on() -> None:
     finally:
         gc.unfreeze()
     assert gc.get_freeze_count() == 0
+
+
+def test_young_collections_are_made_rarer_and_the_older_ratios_kept() -> None:
+    before = gc.get_threshold()
+    try:
+        returned = collect_young_less_often(12_345)
+        assert returned == before
+        assert gc.get_threshold() == (12_345, before[1], before[2])
+        assert collect_young_less_often() == (12_345, before[1], before[2])
+        assert gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD
+    finally:
+        gc.set_threshold(*before)
