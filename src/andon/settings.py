@@ -342,6 +342,18 @@ class ServerSettings(_CommandSettings):
             "within the edges' rolling_window_s for a kill -9 of the server to lose nothing."
         ),
     )
+    ingest_gather_ms: float = Field(
+        10.0,
+        ge=0,
+        le=1000,
+        description=(
+            "When fewer received messages are waiting than a batch holds (500), how long the "
+            "ingest thread lets more arrive before handling them together: a batch costs far "
+            "less CPU than its messages one by one (1,000 machines at 1 Hz: 0.73 -> 0.64 of a "
+            "core at 10 ms), and adds at most this much to the edge-to-screen latency. 0: "
+            "handle what is waiting at once."
+        ),
+    )
     max_clock_skew_s: float = Field(
         300.0,
         description=(

@@ -5,6 +5,11 @@ raw messages into a bounded queue (blocking when full, so a slow database slows 
 delivery instead of dropping data). A message is acknowledged to the broker once it is queued
 here, so what sits in this queue and the historian's is held only in memory until committed:
 both queues are bounded well below what the edges' rolling buffer re-sends after a crash.
+
+The ingest thread handles messages in batches: what is waiting when it looks, and, when that
+is less than a batch, what arrives in the next ``ingest_gather_ms``. A batch's samples go to
+the historian, the MES and the live table in one call each; per message, those calls and the
+thread's wake-up cost more than the values themselves at a plant's usual message size.
 """
 
 from __future__ import annotations
@@ -107,10 +112,15 @@ class SparkplugIngest:
         timer_interval_s: float = 0.1,
         max_future_ms: int = 300_000,
         derive: Callable[[Sequence[Sample]], None] | None = None,
+        gather_s: float = 0.0,
     ) -> None:
         #: The MES service's ``offer``: live and historical samples alike (order-independent).
         self._derive = derive
         self._max_future_ms = max_future_ms
+        #: When fewer than a batch are waiting, how long more may gather (settings:
+        #: ingest_gather_ms); 0: none.
+        self._gather_s = gather_s
+        self._batch_max = min(_BATCH_MAX, queue_capacity) if queue_capacity > 0 else _BATCH_MAX
         self._links: list[HostLink] = []
         self._live = live_tags
         self._edges = edges
@@ -180,6 +190,10 @@ class SparkplugIngest:
                 else:
                     items.append(first)
                     stopping = self._take_queued(items)
+                    if not stopping and len(items) < self._batch_max and self._gather_s > 0:
+                        # Sleep rather than wait on the queue: a waiter is woken per message.
+                        time.sleep(self._gather_s)
+                        stopping = self._take_queued(items)
             except queue.Empty:
                 pass  # nothing received: the timer below still runs
             try:
@@ -206,7 +220,7 @@ class SparkplugIngest:
         samples reach the historian, the MES and the live table in one call each. Returns True
         (and leaves it out) when the stop marker was among them."""
         get = self._queue.get_nowait
-        while len(items) < _BATCH_MAX:
+        while len(items) < self._batch_max:
             try:
                 item = get()
             except queue.Empty:

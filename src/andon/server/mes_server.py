@@ -133,6 +133,7 @@ class MesServer:
             queue_capacity=settings.ingest_queue_capacity,
             max_future_ms=round(settings.max_clock_skew_s * 1000),
             derive=None if self.mes is None else self._derive,
+            gather_s=settings.ingest_gather_ms / 1000,
         )
         # One connection, with its own session and STATE timestamp, per broker (H-07). A
         # cluster node's own session is a secondary host named after the node (every node

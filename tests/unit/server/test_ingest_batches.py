@@ -59,7 +59,9 @@ class FailingSession(HostApplicationSession):
 
 
 class Rig:
-    def __init__(self, session: HostApplicationSession | None = None) -> None:
+    def __init__(
+        self, session: HostApplicationSession | None = None, *, gather_s: float = 0.0
+    ) -> None:
         self.edge = EdgeNodeSession("G", "E", bd_seq=None)
         self.edge.next_will(NOW)
         self.edge.on_connected(NOW)
@@ -71,7 +73,11 @@ class Rig:
         self.session = session or HostApplicationSession("host")
         self.session.connect(NOW)
         self.ingest = SparkplugIngest(
-            self.live, EdgeRegistry(), self.sink, derive=lambda s: self.derived.append(list(s))
+            self.live,
+            EdgeRegistry(),
+            self.sink,
+            derive=lambda s: self.derived.append(list(s)),
+            gather_s=gather_s,
         )
         self.ingest.attach([Link(self.session)])
         births = self.edge.births(
@@ -152,3 +158,26 @@ def test_stop_handles_everything_queued_before_it() -> None:
     rig.ingest.start()
     rig.ingest.stop()  # queued behind the ten: they are handled first
     assert [s.value for batch in rig.sink.batches for s in batch] == [float(i) for i in range(10)]
+
+
+def test_messages_arriving_while_a_short_batch_gathers_join_it() -> None:
+    # However the thread and these offers interleave, all five are offered within the
+    # gathering time of the first look that finds one.
+    rig = Rig(gather_s=2.0)
+    rig.offer(rig.speed(0))
+    rig.ingest.start()
+    for index in range(1, 5):
+        rig.offer(rig.speed(index))
+    assert rig.ingest.drain(10.0)
+    rig.ingest.stop()
+    assert [[s.value for s in batch] for batch in rig.sink.batches] == [[0.0, 1.0, 2.0, 3.0, 4.0]]
+
+
+def test_a_full_batch_is_handled_without_gathering() -> None:
+    rig = Rig(gather_s=3600.0)  # a gathering look would outlast the drain below
+    for index in range(500):
+        rig.offer(rig.speed(index))
+    rig.ingest.start()
+    assert rig.ingest.drain(10.0)
+    rig.ingest.stop()
+    assert [len(batch) for batch in rig.sink.batches] == [500]
