@@ -289,9 +289,9 @@ class MesServer:
 
     def _derive(self, samples: Sequence[Sample]) -> None:
         assert self.mes is not None
-        self.mes.offer(samples)
-        if self.uns is not None:
-            self.uns.offer(samples)
+        assets = self.mes.offer(samples)
+        if self.uns is not None and assets:
+            self.uns.changed(assets)
 
     def write_tag(
         self,

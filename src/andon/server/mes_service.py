@@ -292,16 +292,19 @@ class MesService(ManualEdits, RunChanges):
         )
 
     # -- ingest -------------------------------------------------------------------------------
-    def offer(self, samples: Sequence[Sample]) -> None:
-        """Derive from the samples of bound tags (others are ignored); called by ingest."""
+    def offer(self, samples: Sequence[Sample]) -> dict[AssetPath, int]:
+        """Derive from the samples of bound tags (others are ignored); called by ingest.
+        Returns the assets they belong to, each with its newest sample's time (what the UNS
+        mirror needs to know, found here without a second look at every sample)."""
         bindings = self.plant.bindings
         grouped: dict[AssetPath, list[tuple[str, Sample]]] = {}
+        touched_assets: dict[AssetPath, int] = {}
         for sample in samples:
             binding = bindings.get(sample.tag)
             if binding is not None:
                 grouped.setdefault(binding.asset, []).append((binding.role, sample))
         if not grouped:
-            return
+            return touched_assets
         with self._lock:
             self.settle_late()
             changes = MesChanges()
@@ -314,10 +317,11 @@ class MesService(ManualEdits, RunChanges):
                 self._sink.submit_derived(MesWrite(self.repository, changes))
             for asset, items in grouped.items():
                 state = self._assets[asset]
-                newest = max(sample.ts_ms for _, sample in items)
+                newest = touched_assets[asset] = max(sample.ts_ms for _, sample in items)
                 if state.newest_ms is None or newest > state.newest_ms:
                     state.newest_ms = newest
                 self._maybe_prune(asset, state)
+        return touched_assets
 
     def _derive(
         self,

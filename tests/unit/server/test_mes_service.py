@@ -219,3 +219,17 @@ def test_a_restarted_counter_does_not_add_phantom_production(make_rig: object) -
     account = rig.queries.account(ASSET, T0, T0 + 600_000)
     assert account.total_count == 30 + 40
     assert dropped_counter_jumps()[(CELL, "infeed")] >= 1  # on /metrics
+
+
+def test_offer_names_the_assets_of_bound_samples_with_their_newest_time(
+    make_rig: object,
+) -> None:
+    rig = make_rig("touched")  # type: ignore[operator]
+    batch = [
+        Sample(TAG + "State", T0 + 2_000, 1),
+        Sample(TAG + "In", T0 + 5_000, 10),
+        Sample(TAG + "State", T0 + 1_000, 3),  # older, in the same batch
+        Sample("Plant/Unbound/Speed", T0 + 9_000, 1.5),
+    ]
+    assert rig.service.offer(batch) == {ASSET: T0 + 5_000}
+    assert rig.service.offer([Sample("Plant/Unbound/Speed", T0 + 10_000, 2.0)]) == {}
