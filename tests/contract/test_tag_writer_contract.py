@@ -168,10 +168,17 @@ def _server(tmp_path: Path) -> Iterator[Harness]:
 
     stopped: list[EdgeAgent] = []
 
+    def node_online() -> bool:
+        with server.host.session_lock:
+            target = server.session.command_target(GROUP, NODE, "Capper1", "Setpoint/Speed")
+        return target is not None and target.node_online
+
     def node_offline() -> None:
+        assert node_online()
         edge.stop()
         stopped.append(edge)
-        wait_until(lambda: not target_online(), 10.0, "the edge node never went offline")
+        # The node itself: the device the test took offline first is offline already.
+        wait_until(lambda: not node_online(), 10.0, "the edge node never went offline")
 
     def broker_offline() -> None:
         broker.set_online(False)
