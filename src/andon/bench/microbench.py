@@ -35,6 +35,7 @@ from andon.sparkplug.host import HostAction, HostApplicationSession
 from andon.sparkplug.model import Metric
 from andon.storage.types import Sample
 from andon.testing.clock import SystemClock
+from andon.testing.host_link import BrokerlessHostLink
 
 __all__ = ["host_decode_rate"]
 
@@ -55,22 +56,6 @@ class _DiscardSink:
     def submit(self, samples: Sequence[Sample], timeout: float | None = None) -> bool:
         self.count += len(samples)
         return True
-
-
-class _BenchLink:
-    """The HostLink protocol without a broker: publishes are dropped."""
-
-    def __init__(self, session: HostApplicationSession) -> None:
-        import threading
-
-        self.session = session
-        self.session_lock = threading.Lock()
-
-    def publish(self, action: Publish) -> None:
-        pass
-
-    def disconnect(self) -> None:
-        pass
 
 
 def _messages(values: int) -> tuple[list[Publish], list[Publish], int]:
@@ -123,9 +108,9 @@ def _born_session(births: Sequence[Publish], now: int) -> HostApplicationSession
     return session
 
 
-def _ingest(session: HostApplicationSession) -> tuple[SparkplugIngest, _BenchLink]:
+def _ingest(session: HostApplicationSession) -> tuple[SparkplugIngest, BrokerlessHostLink]:
     ingest = SparkplugIngest(LiveTagTable(), EdgeRegistry(), _DiscardSink())
-    link = _BenchLink(session)
+    link = BrokerlessHostLink(session)
     ingest.attach([link])
     return ingest, link
 

@@ -6,7 +6,6 @@ batching is then certain, not a matter of timing.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 
@@ -18,6 +17,7 @@ from andon.sparkplug.edge_node import EdgeNodeSession
 from andon.sparkplug.host import HostAction, HostApplicationSession
 from andon.sparkplug.model import DataType, Metric
 from andon.storage.types import Sample
+from andon.testing.host_link import BrokerlessHostLink
 
 #: An hour ago: values must not be ahead of the server's clock to be shown live.
 NOW = time.time_ns() // 1_000_000 - 3_600_000
@@ -31,18 +31,6 @@ class RecordingSink:
     def submit(self, samples: Sequence[Sample], timeout: float | None = None) -> bool:
         self.batches.append(list(samples))
         return True
-
-
-class Link:
-    def __init__(self, session: HostApplicationSession) -> None:
-        self.session = session
-        self.session_lock = threading.Lock()
-
-    def publish(self, action: Publish) -> None:
-        pass
-
-    def disconnect(self) -> None:
-        pass
 
 
 class FailingSession(HostApplicationSession):
@@ -79,7 +67,7 @@ class Rig:
             derive=lambda s: self.derived.append(list(s)),
             gather_s=gather_s,
         )
-        self.ingest.attach([Link(self.session)])
+        self.ingest.attach([BrokerlessHostLink(self.session)])
         births = self.edge.births(
             [], {"D1": [Metric("Speed", 0.0, DataType.DOUBLE, timestamp=NOW)]}, NOW
         )
