@@ -182,20 +182,7 @@ class SparkplugIngest:
         next_timer = time.monotonic() + self._timer_interval_s
         stopping = False
         while not stopping:
-            items: list[_Item] = []
-            try:
-                first = self._queue.get(timeout=self._timer_interval_s)
-                if first is None:
-                    stopping = True
-                else:
-                    items.append(first)
-                    stopping = self._take_queued(items)
-                    if not stopping and len(items) < self._batch_max and self._gather_s > 0:
-                        # Sleep rather than wait on the queue: a waiter is woken per message.
-                        time.sleep(self._gather_s)
-                        stopping = self._take_queued(items)
-            except queue.Empty:
-                pass  # nothing received: the timer below still runs
+            items, stopping = self._next_batch()
             try:
                 if items:
                     self._process(items)
@@ -213,6 +200,23 @@ class SparkplugIngest:
                         self._in_progress -= len(items)
                         if self._in_progress == 0:
                             self._idle.notify_all()
+
+    def _next_batch(self) -> tuple[list[_Item], bool]:
+        """The messages to handle next (none when the timer's interval passed without any),
+        and whether the stop marker came after them."""
+        try:
+            first = self._queue.get(timeout=self._timer_interval_s)
+        except queue.Empty:
+            return [], False
+        if first is None:
+            return [], True
+        items = [first]
+        stopping = self._take_queued(items)
+        if not stopping and len(items) < self._batch_max and self._gather_s > 0:
+            # Sleep rather than wait on the queue: a waiter is woken per message.
+            time.sleep(self._gather_s)
+            stopping = self._take_queued(items)
+        return items, stopping
 
     def _take_queued(self, items: list[_Item]) -> bool:
         """Move what else is queued now into ``items`` (up to a batch), without waiting: the

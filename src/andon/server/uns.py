@@ -31,7 +31,6 @@ from andon.domain import AssetPath, TimeAccount
 from andon.server.host_connection import HostConnection
 from andon.server.mes_queries import MesQueries
 from andon.server.uns_accounts import Period, PeriodAccounts
-from andon.storage.types import Sample
 
 __all__ = ["TOPIC_PREFIX", "UnsPublisher", "uns_topic"]
 
@@ -93,20 +92,9 @@ class UnsPublisher:
         self._refusing = False  # a refusal was logged; cleared by the next clean round
 
     # -- what changes ---------------------------------------------------------------------------
-    def offer(self, samples: Sequence[Sample]) -> None:
-        """The samples ingest gave the MES service: mark the assets of bound tags changed."""
-        bindings = self._service.plant.bindings
-        newest: dict[AssetPath, int] = {}
-        for sample in samples:
-            binding = bindings.get(sample.tag)
-            if binding is not None:
-                asset = binding.asset
-                newest[asset] = max(newest.get(asset, sample.ts_ms), sample.ts_ms)
-        if newest:
-            self.changed(newest)
-
     def changed(self, assets: Mapping[AssetPath, int]) -> None:
-        """Assets whose data changed, with the newest source timestamp of the change."""
+        """Assets whose data changed, with the newest source timestamp of the change (what
+        ``MesService.offer`` returns for the samples it derived from)."""
         with self._cond:
             for asset, ts_ms in assets.items():
                 self._source_ms[asset] = max(self._source_ms.get(asset, ts_ms), ts_ms)

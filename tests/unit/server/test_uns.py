@@ -74,8 +74,7 @@ def rig(tmp_path: Path) -> Iterator[tuple[MesRig, UnsPublisher, InMemoryBroker, 
 
 
 def _feed(rig: MesRig, uns: UnsPublisher, samples: list[Sample]) -> None:
-    rig.service.offer(samples)
-    uns.offer(samples)
+    uns.changed(rig.service.offer(samples))
 
 
 def _doc(broker: InMemoryBroker, kind: str, asset: str = CELL) -> dict[str, Any]:

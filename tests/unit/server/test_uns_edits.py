@@ -81,8 +81,7 @@ def test_every_kind_of_edit_republishes_the_asset(
     rig, uns, broker, clock = mirror
     feed = [Sample(TAG + "State", START, 1), Sample(TAG + "State", START + 120_000, 10)]
     feed += [Sample(TAG + "In", START, 0), Sample(TAG + "In", START + 60_000, 50)]
-    rig.service.offer(feed)
-    uns.offer(feed)
+    uns.changed(rig.service.offer(feed))
     uns.pump()
     keys = [_doc(broker)["key"]]
     service, jam = rig.service, START + 120_000
