@@ -341,6 +341,45 @@ def test_sparkplug_topic_with_dot_round_trips(connect: Any) -> None:
     assert rec.next_message() == ("spBv1.0/G/DDATA/E/D.1", b"\x08\x02")
 
 
+@pytest.mark.parametrize("qos", [0, 1])
+def test_one_threads_publishes_keep_their_order_across_topics(connect: Any, qos: int) -> None:
+    """Sparkplug relies on it: a node's NBIRTH reaches the host before its DBIRTHs, each on a
+    topic of its own. The publisher is busy receiving meanwhile (its network thread reading
+    and acknowledging a stream of messages) and publishes from a thread of its own, as the
+    edge's publisher does. Paho, driven by our own loop, used to write from the publishing
+    thread too, without a lock: packets then left in another order than they were published."""
+    count = 2000
+    sub, rec = connect()
+    pub, _ = connect()
+    noise, _ = connect()
+    assert sub.subscribe([("order/#", 1)])
+    assert pub.subscribe([("noise/#", 1)])
+    stop = threading.Event()
+
+    def keep_publisher_receiving() -> None:
+        while not stop.is_set():
+            batch = [noise.publish("noise/n", b"n" * 100, qos=1) for _ in range(50)]
+            if not all(t.wait(TIMEOUT) for t in batch):
+                return
+
+    def publish_in_order() -> None:
+        for i in range(count):
+            pub.publish(f"order/{i % 9}", str(i).encode(), qos=qos)
+
+    background = threading.Thread(target=keep_publisher_receiving, daemon=True)
+    background.start()
+    publisher = threading.Thread(target=publish_in_order)
+    try:
+        publisher.start()
+        publisher.join(TIMEOUT)
+        got = [int(rec.next_message()[1]) for _ in range(count)]
+    finally:
+        stop.set()
+        background.join(TIMEOUT)
+    out_of_order = [(i, n) for i, n in enumerate(got) if n != i]
+    assert not out_of_order, f"first out of order (position, payload): {out_of_order[:5]}"
+
+
 def test_slow_qos1_subscriber_loses_nothing(backend: Backend, connect: Any) -> None:
     """Mosquitto's default max_queued_messages (1000) would drop here; NATS pauses delivery at
     max_ack_pending. The subscriber's handler blocks (so it sends no PUBACK) while 3000 messages

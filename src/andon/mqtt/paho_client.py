@@ -12,6 +12,13 @@ Threads (per client):
   It is never the network thread, so ``on_connected`` may call ``subscribe()`` and wait for the
   SUBACK without deadlocking.
 
+Only the network thread writes to the socket. paho's ``publish()`` called from another thread
+(the edge's publisher, the dispatcher, the UNS mirror) would otherwise write at once itself when
+no paho-owned loop thread exists, as here: paho's writer takes no lock, so two threads popped
+packets from its queue together and sent them out of order (an NBIRTH after the DBIRTHs that
+followed it) or, after a partial send, interleaved. Registering the socket-write callbacks, as an
+external event loop does, makes ``publish()`` only queue the packet and wake our loop.
+
 We do not use paho's built-in reconnect: it would re-use the Will of the first CONNECT.
 """
 
@@ -44,6 +51,10 @@ __all__ = ["PahoBrokerClient", "Ticket"]
 log = logging.getLogger(__name__)
 
 _LOOP_TIMEOUT_S = 0.5  # select() timeout; only bounds how soon stop/connect-timeout are noticed
+
+
+def _network_thread_writes(_client: paho.Client, _userdata: Any, _sock: Any) -> None:
+    """Nothing to do: our loop selects on the socket whenever paho has bytes to write."""
 
 
 class Ticket:
@@ -290,6 +301,9 @@ class PahoBrokerClient:
             manual_ack=ep.manual_ack,
         )
         client.connect_timeout = ep.connect_timeout_s
+        # Keeps publish() from writing on the caller's thread (see the module docstring).
+        client.on_socket_register_write = _network_thread_writes
+        client.on_socket_unregister_write = _network_thread_writes
         client.max_inflight_messages_set(ep.max_inflight)
         client.max_queued_messages_set(ep.max_queued)
         if ep.username is not None:
