@@ -172,7 +172,13 @@ def _backlog_then_host(
 ) -> tuple[Recorder, EdgeAgent, MesServer, WireMessage, int]:
     """Edge with a primary host that is not running: it connects and spools. Once the spool
     holds ``backlog_records``, the server starts. Returns the STATE-online message the observer
-    saw and how many values were produced before it."""
+    saw and how many of the first values produced were certainly spooled before the births.
+
+    The simulator records a value when it is polled, the spool takes it a moment later, and the
+    births send live what the spool did not hold yet (the edge did not have it). So the values
+    counted as backlog are those recorded when the poller's spooled count had caught up with the
+    recorder, read before the server starts: under load a poll's values may reach the spool only
+    after the births."""
     recorder = Recorder()
     agent = start_edge(
         edge_settings(tmp_path, broker.port, primary_host_id=HOST_ID, spool=spool), recorder
@@ -182,6 +188,12 @@ def _backlog_then_host(
         lambda: agent.spool.stats().records >= backlog_records,
         lambda: f"the backlog did not build up: {agent.spool.stats()}",
     )
+
+    def all_recorded_spooled() -> int | None:
+        spooled = agent.poller.values_total  # read first: both counts only grow
+        return spooled if spooled == len(recorder) else None
+
+    backlog = wait_for(all_recorded_spooled, "the poller's spooled count never met the recorder")
     mark = observer.count()
     server = start_server(server_settings(tmp_path, broker.port))
     online = wait_for(
@@ -195,7 +207,7 @@ def _backlog_then_host(
         ),
         "the observer never saw the host's STATE online",
     )
-    return recorder, agent, server, online, len(recorder)
+    return recorder, agent, server, online, backlog
 
 
 def _session(observer: WireObserver, since: int) -> list[WireMessage]:
@@ -317,11 +329,11 @@ def test_s03_in_order_holds_live_values_until_backlog_is_empty(
         bad = _per_metric_order_violations(ddata)
         assert not bad, f"per-metric order broken: {bad[:5]}"
         result = assert_exact_history(server, recorder)
-        produced_during_flush = len(recorder) - before_births
+        produced_after_backlog = len(recorder) - before_births
         print(
             f"S-03 in-order: {last_historical + 1} historical DDATA first, then {live_after}"
             f" live; {sum(len(m.values) for m in ddata)} values in strictly increasing"
-            f" per-metric order; {produced_during_flush} values produced after host online;"
+            f" per-metric order; {produced_after_backlog} values produced after the backlog;"
             f" {result.summary()}"
         )
     finally:
