@@ -13,7 +13,9 @@ The caller (the server's MQTT adapter) drives it:
 
 Out-of-order data: messages behind a seq gap are applied anyway (the historian is idempotent on
 (tag, timestamp) and every value carries its own timestamp; the live table must keep the newest
-timestamp), while the gap is tracked; a late message that fills the gap cancels the timer.
+timestamp), while the gap is tracked; a late message that fills the gap cancels the timer. A
+device's DDATA that fills a gap its own DDEATH opened (a QoS 0 death overtaking QoS 1 data) is
+kept, as history: it was sent while the device was alive.
 After a rebirth request the node is marked offline/stale at once and its data is ignored
 (``before_birth``) until the new NBIRTH, as the reference implementations do.
 """
@@ -315,12 +317,13 @@ class HostApplicationSession:
             if self.rebirth_on_before_birth:
                 actions.extend(self._request_rebirth(node, receive_ms, detail))
             return actions
+        late = decoded.seq in node.missing_seqs  # fills a gap: sent before what overtook it
         actions = self._check_seq(node, decoded.seq, receive_ms)
         if kind is MessageType.DBIRTH:
             return actions + self._on_dbirth(node, parsed.device_id, decoded, receive_ms)
         if kind is MessageType.DDEATH:
             return actions + self._on_ddeath(node, parsed.device_id, decoded, receive_ms)
-        return actions + self._on_data(node, kind, parsed.device_id, decoded, receive_ms)
+        return actions + self._on_data(node, kind, parsed.device_id, decoded, receive_ms, late)
 
     def _on_state(self, host_id: str | None, payload: bytes) -> list[HostAction]:
         if host_id != self.host_id or self.session_timestamp is None:
@@ -457,8 +460,11 @@ class HostApplicationSession:
         device_id: str | None,
         payload: Payload,
         receive_ms: int,
+        late: bool = False,
     ) -> list[HostAction]:
         if device_id is not None and device_id not in node.devices_online:
+            if late and device_id in node.metrics:
+                return self._late_device_data(node, device_id, payload, receive_ms)
             node.before_birth += 1
             detail = f"DDATA for device {device_id!r} without a DBIRTH"
             actions: list[HostAction] = [
@@ -473,6 +479,27 @@ class HostApplicationSession:
         except (LookupError, PayloadError) as exc:
             resolved = exc
         return self._data_result(node, kind, device_id, resolved, receive_ms)
+
+    def _late_device_data(
+        self, node: EdgeNodeState, device_id: str, payload: Payload, receive_ms: int
+    ) -> list[HostAction]:
+        """DDATA that fills a seq gap for a device whose DDEATH, sent after it, came first.
+
+        MQTT keeps order only per topic and QoS: births and deaths go at QoS 0, Andon's data at
+        QoS 1, and a broker may deliver a QoS 0 message ahead of the QoS 1 ones sent before it
+        (embedded NATS does, measured: 3,000 mixed messages, every QoS 0 one first). The data
+        were the device's last values under its birth: they are kept, as history, so they
+        neither bring the dead device back in the live view nor ask for a rebirth.
+        """
+        resolved: tuple[ReceivedMetric, ...] | LookupError | PayloadError
+        try:
+            resolved = tuple(
+                m._replace(is_historical=True)
+                for m in metrics_from_data(node, device_id, payload, receive_ms)
+            )
+        except (LookupError, PayloadError) as exc:
+            resolved = exc
+        return self._data_result(node, MessageType.DDATA, device_id, resolved, receive_ms)
 
     def _data_result(
         self,

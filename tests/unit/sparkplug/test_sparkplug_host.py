@@ -244,6 +244,40 @@ def test_h14_gap_filled_in_time_cancels_rebirth() -> None:
     assert feed(host, [_data(node, 4)], at=3001)[0].__class__ is MetricsReceived
 
 
+def test_h14_device_data_overtaken_by_its_ddeath_is_kept_as_history() -> None:
+    """QoS 0 deaths may overtake QoS 1 data (MQTT orders per topic and QoS only): the late
+    DDATA fills the gap the DDEATH opened, so its values are the device's last ones."""
+    host, node = born_host(reorder_timeout_ms=2000)
+    last_data = node.data("press", [Metric("Count", 41)], 2000)
+    death = node.device_death("press", 2100)
+    opened = feed(host, [death], at=2200)
+    assert problems(opened) == ["seq_gap"]
+    assert of(DeviceOffline, opened)
+    late = feed(host, [last_data], at=2300)
+    assert problems(late) == []
+    assert rebirths(late) == []
+    (received,) = of(MetricsReceived, late)
+    assert isinstance(received, MetricsReceived)
+    assert [(m.name, m.value, m.is_historical) for m in received.metrics] == [("Count", 41, True)]
+    assert host.next_deadline_ms() is None  # the gap is filled: no rebirth later either
+    assert host.on_timer(10_000) == []
+    target = host.command_target("G", "N", "press", "Count")
+    assert target is not None
+    assert not target.device_online  # still dead
+
+
+def test_h15_device_data_after_its_ddeath_in_order_is_not_applied() -> None:
+    host, node = born_host()
+    feed(host, [node.device_death("press", 2100)])
+    stray = host.on_message(
+        "spBv1.0/G/DDATA/N/press",
+        encode_payload(Payload(timestamp=2200, metrics=(Metric("Count", 1, alias=None),), seq=3)),
+        2200,
+    )
+    assert problems(stray)[:2] == ["before_birth", "rebirth_requested"]
+    assert not of(MetricsReceived, stray)
+
+
 def test_h14_seq_wrap_255_to_0_is_not_a_gap() -> None:
     host, node = born_host()
     actions: list[HostAction] = []
