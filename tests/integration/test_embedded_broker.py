@@ -1,4 +1,5 @@
-"""Broker child processes: persistence across restarts, death with the parent, shipped config."""
+"""Broker child processes: persistence across restarts, death with the parent, shipped config;
+the paho client against them."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
 
 from andon.mqtt.embedded_broker import BrokerProcess, EmbeddedNatsBroker
@@ -173,3 +175,41 @@ def test_start_reports_a_broker_that_exits(tmp_path: Path, mosquitto_binary: str
     with pytest.raises(RuntimeError, match="exited"):
         broker.start(timeout=TIMEOUT)
     assert not broker.running
+
+
+def test_paho_client_writes_only_from_its_network_thread(
+    tmp_path: Path, mosquitto_binary: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paho's writer takes no lock. Without a loop thread of paho's own (we drive ``loop()``
+    from our connection thread), ``publish()`` used to write from the caller's thread as well,
+    concurrently with the network thread, and packets left out of order: an edge's NBIRTH
+    reached the host after the DBIRTHs published behind it, the host asked for a rebirth and
+    dropped the values in between. The broker-client contract test
+    ``test_one_threads_publishes_keep_their_order_across_topics`` shows the order on the wire;
+    this one shows the cause deterministically."""
+    writers: set[str] = set()
+    loop_write = paho.Client.loop_write
+
+    def recording_loop_write(self: paho.Client) -> paho.MQTTErrorCode:
+        writers.add(threading.current_thread().name)
+        return loop_write(self)
+
+    monkeypatch.setattr(paho.Client, "loop_write", recording_loop_write)
+    with MosquittoBroker(data_dir=tmp_path, binary=mosquitto_binary) as broker:
+        client, listener = _client(broker.port, "writes")
+        try:
+            assert client.subscribe([("w/#", 1)])  # from this thread
+
+            def publish_some() -> None:
+                tickets = [client.publish(f"w/{i % 3}", b"x", qos=i % 2) for i in range(200)]
+                assert all(t.wait(TIMEOUT) for t in tickets)
+
+            publish_some()  # from this thread
+            other = threading.Thread(target=publish_some, name="another-publisher")
+            other.start()
+            other.join(TIMEOUT)
+            received = [listener.messages.get(timeout=TIMEOUT) for _ in range(400)]
+        finally:
+            client.stop()
+    assert len(received) == 400
+    assert writers == {"andon-mqtt-writes"}, f"threads that wrote to the socket: {writers}"
