@@ -51,7 +51,7 @@ def test_operator_gives_a_stop_a_reason_and_starts_a_run(live_plant: LivePlant, 
     picker.get_by_role("button", name="Mechanical").click()
     page.locator("#picker .trail strong", has_text="Mechanical").wait_for()
     picker.get_by_role("button", name=leaf, exact=True).click()
-    page.locator("#downtime .flash", has_text=f"Reason set: Mechanical / {leaf}").wait_for()
+    page.locator("#downtime-note .flash", has_text=f"Reason set: Mechanical / {leaf}").wait_for()
     assert page.locator("#picker .picker").count() == 0  # the picker closed
 
     status, intervals = live_plant.api(
