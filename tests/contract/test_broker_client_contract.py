@@ -344,10 +344,12 @@ def test_sparkplug_topic_with_dot_round_trips(connect: Any) -> None:
 @pytest.mark.parametrize("qos", [0, 1])
 def test_one_threads_publishes_keep_their_order_across_topics(connect: Any, qos: int) -> None:
     """Sparkplug relies on it: a node's NBIRTH reaches the host before its DBIRTHs, each on a
-    topic of its own. The publisher is busy receiving meanwhile (its network thread reading
-    and acknowledging a stream of messages) and publishes from a thread of its own, as the
-    edge's publisher does. Paho, driven by our own loop, used to write from the publishing
-    thread too, without a lock: packets then left in another order than they were published."""
+    topic of its own. MQTT promises order only per topic and QoS; the brokers Andon ships with
+    keep one client's order across topics at one QoS, and so must our clients. The publisher is
+    busy receiving meanwhile (its network thread reading and acknowledging a stream of
+    messages) and publishes from a thread of its own, as the edge's publisher does. Paho, driven
+    by our own loop, used to write from the publishing thread too, without a lock: packets then
+    left in another order than they were published."""
     count = 2000
     sub, rec = connect()
     pub, _ = connect()
@@ -362,9 +364,11 @@ def test_one_threads_publishes_keep_their_order_across_topics(connect: Any, qos:
             if not all(t.wait(TIMEOUT) for t in batch):
                 return
 
+    tickets: list[Any] = []
+
     def publish_in_order() -> None:
         for i in range(count):
-            pub.publish(f"order/{i % 9}", str(i).encode(), qos=qos)
+            tickets.append(pub.publish(f"order/{i % 9}", str(i).encode(), qos=qos))
 
     background = threading.Thread(target=keep_publisher_receiving, daemon=True)
     background.start()
@@ -372,6 +376,9 @@ def test_one_threads_publishes_keep_their_order_across_topics(connect: Any, qos:
     try:
         publisher.start()
         publisher.join(TIMEOUT)
+        assert not publisher.is_alive()
+        assert len(tickets) == count
+        assert all(t.wait(TIMEOUT) for t in tickets), "a publish was refused"
         got = [int(rec.next_message()[1]) for _ in range(count)]
     finally:
         stop.set()

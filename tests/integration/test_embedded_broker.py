@@ -200,14 +200,18 @@ def test_paho_client_writes_only_from_its_network_thread(
         try:
             assert client.subscribe([("w/#", 1)])  # from this thread
 
+            sent: list[bool] = []
+
             def publish_some() -> None:
                 tickets = [client.publish(f"w/{i % 3}", b"x", qos=i % 2) for i in range(200)]
-                assert all(t.wait(TIMEOUT) for t in tickets)
+                sent.append(all(t.wait(TIMEOUT) for t in tickets))
 
             publish_some()  # from this thread
             other = threading.Thread(target=publish_some, name="another-publisher")
             other.start()
             other.join(TIMEOUT)
+            assert not other.is_alive()
+            assert sent == [True, True]
             received = [listener.messages.get(timeout=TIMEOUT) for _ in range(400)]
         finally:
             client.stop()

@@ -488,8 +488,9 @@ class HostApplicationSession:
         MQTT keeps order only per topic and QoS: births and deaths go at QoS 0, Andon's data at
         QoS 1, and a broker may deliver a QoS 0 message ahead of the QoS 1 ones sent before it
         (embedded NATS does, measured: 3,000 mixed messages, every QoS 0 one first). The data
-        were the device's last values under its birth: they are kept, as history, so they
-        neither bring the dead device back in the live view nor ask for a rebirth.
+        were the device's last values under its birth: they are kept, flagged historical, and
+        ask for no rebirth; under the default policy (historical values do not update live
+        ones, H-19) they also leave the dead device's tags stale in the live view.
         """
         resolved: tuple[ReceivedMetric, ...] | LookupError | PayloadError
         try:
