@@ -81,7 +81,9 @@ class Rig:
     def role(self, node: str, domain: str = "plant") -> str:
         return self.nodes[node].health()["cluster"]["roles"][domain]  # type: ignore[no-any-return]
 
-    def wait_role(self, node: str, role: str, timeout: float = 10.0, domain: str = "plant") -> None:
+    def wait_role(self, node: str, role: str, timeout: float = 30.0, domain: str = "plant") -> None:
+        # 30 s: a three-node cold start once needed more than 10 s in a full CI run on a slow
+        # machine (a wait, not a timing assertion; it takes about a second alone).
         wait_until(
             lambda: self.role(node, domain) == role, timeout, f"node {node} never {role} ({domain})"
         )

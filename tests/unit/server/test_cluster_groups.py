@@ -93,7 +93,7 @@ def _wait_passive_and_hot(rig: Rig, node: str, edges: list[Edge]) -> None:
 
 def _wait_leader(rig: Rig, domain: str, node: str) -> None:
     rig.wait_role(node, "active", domain=domain)
-    wait_until(lambda: _leaders(rig)[domain][0] == node, 10, lambda: f"{domain}: {_leaders(rig)}")
+    wait_until(lambda: _leaders(rig)[domain][0] == node, 30, lambda: f"{domain}: {_leaders(rig)}")
 
 
 def _edges(rig: Rig) -> list[Edge]:
