@@ -8,11 +8,14 @@ that wait is bounded by the fenced transaction's statement timeout.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from andon.cluster.model import FencedOut, FencingToken, Lease
@@ -26,6 +29,7 @@ from andon.storage.sql_store import SqlHistorianStore
 from andon.storage.store import open_historian_store
 from andon.storage.types import Sample
 from andon.testing.processes import wait_until
+from andon.testing.tcp_proxy import TcpProxy
 
 DOMAIN = "line1"
 TAG = "Plant1/Edge1/M1/speed"
@@ -277,6 +281,63 @@ def test_the_wait_for_a_fenced_write_is_bounded_by_its_statement_timeout(
         assert "stuck" not in paths
     finally:
         engine.dispose()
+        arbiter.close()
+
+
+@pytest.mark.postgres
+def test_a_leader_cut_off_mid_copy_does_not_hold_up_the_takeover(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R-04: the link to the leader goes silent while its historian batch is being copied.
+    PostgreSQL does not time out a COPY whose client went silent, so the batch's transaction
+    must hold nothing a takeover needs (it once held the lease row, and the standby never took
+    over). When the link comes back, the stale batch commits nothing."""
+    upgrade_database(postgres_url)
+    arbiter = SqlArbiter(postgres_url, timeout_ms=2_000)
+    url = make_url(postgres_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432).__enter__()
+    through = url.set(port=proxy.port).render_as_string(hide_password=False)
+    store = open_historian_store(through)
+    copying = threading.Event()
+    outcome: list[BaseException | int] = []
+    real_write_row = psycopg.Copy.write_row
+
+    def cut_then_write_row(self: psycopg.Copy, row: Sequence[Any]) -> None:
+        if not copying.is_set():
+            proxy.pause()  # the COPY has begun: nothing more reaches the database
+            copying.set()
+        real_write_row(self, row)
+
+    def leader_batch() -> None:
+        try:
+            outcome.append(store.write_batch([Sample(TAG, T0 + 1, 2.0)], fence=_token(old)))
+        except BaseException as error:
+            outcome.append(error)
+
+    try:
+        old = _acquire(arbiter, "a", 1_000)
+        assert store.write_batch([Sample(TAG, T0, 1.0)], fence=_token(old)) == 1
+        monkeypatch.setattr(psycopg.Copy, "write_row", cut_then_write_row)
+        leader = threading.Thread(target=leader_batch, daemon=True)
+        leader.start()
+        assert copying.wait(10), "the batch never reached its COPY"
+        # Each attempt waits at most the arbiter's 2 s for the lease row: before the fix every
+        # attempt timed out on the stuck transaction's lock (ArbiterError).
+        new = _acquire(arbiter, "b", 60_000)
+        assert new.epoch == old.epoch + 1
+        proxy.resume()
+        leader.join(timeout=30)
+        assert not leader.is_alive(), "the cut-off batch never finished after the link returned"
+        assert len(outcome) == 1
+        # Fenced out at the lease check, or cancelled by the statement timeout that fired while
+        # the COPY waited: either way rolled back.
+        assert isinstance(outcome[0], FencedOut | sa.exc.DBAPIError), outcome
+        monkeypatch.undo()
+        assert _stored(store) == {T0}
+    finally:
+        proxy.resume()
+        store.close()
+        proxy.__exit__(None, None, None)
         arbiter.close()
 
 

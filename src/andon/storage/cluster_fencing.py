@@ -1,13 +1,20 @@
 """Fencing at the storage layer: a write transaction proves its node still leads the domain.
 
-``check_fence`` runs first inside the write transaction, against the lease row in the same
-database, by the database's clock:
+``check_fence`` runs inside the write transaction, before its first write to shared tables,
+against the lease row in the same database, by the database's clock:
 
 * PostgreSQL: the lease row is read ``FOR SHARE``, so a takeover's ``UPDATE`` (which needs the
   row exclusively) waits until the fenced transaction has committed or rolled back (R-07); and a
   fenced write arriving after a takeover sees the new epoch. The wait is bounded: the fenced
   transaction runs with ``statement_timeout``, ``lock_timeout`` and
   ``idle_in_transaction_session_timeout`` set to the token's ``statement_timeout_ms``.
+  One wait PostgreSQL cannot bound: a backend reading ``COPY ... FROM STDIN`` data from its
+  client is neither cancelled by ``statement_timeout`` nor counted as idle, so a client cut off
+  mid-COPY (a half-open link) leaves it waiting, with every lock its transaction holds, until
+  the operating system gives up on the connection (hours by default). A fenced transaction that
+  copies therefore sets the timeouts first (``bound_fenced_transaction``), holds no lock of a
+  shared table while it copies into its session's own table, and takes the lease row after the
+  COPY (R-04: before this, a leader cut off mid-COPY kept the standby from ever taking over).
 * SQLite: write transactions begin IMMEDIATE and the arbiter's do too, so they are serialised
   by the database's write lock; nothing more is needed.
 
@@ -23,7 +30,7 @@ import sqlalchemy as sa
 from andon.cluster.model import FencedOut, FencingToken
 from andon.storage.schema import cluster_lease_table
 
-__all__ = ["check_fence", "now_ms_expression"]
+__all__ = ["bound_fenced_transaction", "check_fence", "now_ms_expression"]
 
 
 def now_ms_expression(dialect_name: str) -> sa.ColumnElement[Any]:
@@ -42,24 +49,34 @@ def now_ms_expression(dialect_name: str) -> sa.ColumnElement[Any]:
     raise ValueError(f"no database clock for dialect {dialect_name!r}")
 
 
+def bound_fenced_transaction(connection: sa.Connection, token: FencingToken) -> None:
+    """PostgreSQL: bound every wait of the open transaction by the token's timeout (a stuck
+    statement, a lock, the client gone quiet between statements). ``check_fence`` does this
+    too; call it first when the fence is checked later in the transaction."""
+    if connection.dialect.name != "postgresql":
+        return
+    timeout = int(token.statement_timeout_ms)
+    if timeout <= 0:
+        raise ValueError(f"fence statement timeout must be positive, got {timeout}")
+    for setting in (
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+    ):
+        connection.exec_driver_sql(f"SET LOCAL {setting} = {timeout}")
+
+
 def check_fence(connection: sa.Connection, token: FencingToken) -> None:
     """Raise ``FencedOut`` unless the lease of ``token.domain`` still carries the token's node
-    and epoch and has not expired. Call it first in an open write transaction."""
+    and epoch and has not expired. Call it in an open write transaction before its first
+    write to shared tables (first of all, unless the transaction copies: see above)."""
     dialect = connection.dialect.name
     lease = cluster_lease_table.c
     query = sa.select(lease.node, lease.epoch, lease.expires_at_ms).where(
         lease.domain == token.domain
     )
     if dialect == "postgresql":
-        timeout = int(token.statement_timeout_ms)
-        if timeout <= 0:
-            raise ValueError(f"fence statement timeout must be positive, got {timeout}")
-        for setting in (
-            "statement_timeout",
-            "lock_timeout",
-            "idle_in_transaction_session_timeout",
-        ):
-            connection.exec_driver_sql(f"SET LOCAL {setting} = {timeout}")
+        bound_fenced_transaction(connection, token)
         query = query.with_for_update(read=True)
     row = connection.execute(query).first()
     # Read the clock only now, after any wait for the row lock.

@@ -7,11 +7,14 @@ NOTHING`` moves them into ``sample`` in the same transaction.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from andon.cluster.model import FencingToken
+from andon.storage.cluster_fencing import bound_fenced_transaction, check_fence
 from andon.storage.codec import SampleRow
 from andon.storage.schema import tag_table
 from andon.storage.sql_store import SqlHistorianStore
@@ -45,22 +48,50 @@ class PostgresHistorianStore(SqlHistorianStore):
         statement = pg_insert(tag_table).on_conflict_do_nothing(index_elements=["path"])
         connection.execute(statement, rows)
 
-    def _insert_rows(self, connection: sa.Connection, rows: list[SampleRow]) -> int:
+    def _insert_rows(
+        self, connection: sa.Connection, rows: list[SampleRow], fence: FencingToken | None
+    ) -> int:
+        # The fence's lease row is taken only after the COPY: PostgreSQL cannot time out a COPY
+        # whose client went silent, and a takeover must not wait for one (cluster_fencing).
+        if fence is not None:
+            bound_fenced_transaction(connection, fence)
         if not rows:
+            if fence is not None:
+                check_fence(connection, fence)
             return 0
         driver = connection.connection.driver_connection
-        assert driver is not None
-        with driver.cursor() as cursor:
-            if not connection.connection.info.get(_STAGING_READY):
-                cursor.execute(_CREATE_STAGING)
-            with cursor.copy(_COPY_STAGING) as copy:
-                copy.set_types(_COPY_TYPES)
-                write_row = copy.write_row
-                for row in rows:
-                    write_row(row)
-            cursor.execute(_MOVE_STAGING)
-            return int(cursor.rowcount)
+        assert isinstance(driver, psycopg.Connection)
+        try:
+            with driver.cursor() as cursor:
+                if not connection.connection.info.get(_STAGING_READY):
+                    cursor.execute(_CREATE_STAGING)
+                with cursor.copy(_COPY_STAGING) as copy:
+                    copy.set_types(_COPY_TYPES)
+                    write_row = copy.write_row
+                    for row in rows:
+                        write_row(row)
+                if fence is not None:
+                    check_fence(connection, fence)
+                cursor.execute(_MOVE_STAGING)
+                return int(cursor.rowcount)
+        except psycopg.Error as error:
+            raise _as_sqlalchemy_error(connection, error) from error
 
     def _after_commit(self, connection: sa.Connection) -> None:
         # Only now: a CREATE inside a rolled-back transaction would not have survived.
         connection.connection.info[_STAGING_READY] = True
+
+
+def _as_sqlalchemy_error(connection: sa.Connection, error: psycopg.Error) -> sa.exc.DBAPIError:
+    """The driver's error as SQLAlchemy would have raised it: the historian writer tells an
+    outage (retry, spool) from bad data (quarantine) by its class, and a connection the error
+    broke is invalidated so the pool does not hand it out again."""
+    # SQLAlchemy's stubs know DB-API errors only as a protocol psycopg's do not name.
+    disconnected = connection.dialect.is_disconnect(cast(Any, error), connection.connection, None)
+    if disconnected:
+        connection.invalidate(error)
+    wrapped = sa.exc.DBAPIError.instance(
+        "historian insert", None, error, psycopg.Error, connection_invalidated=disconnected
+    )
+    assert isinstance(wrapped, sa.exc.DBAPIError)
+    return wrapped

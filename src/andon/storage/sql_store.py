@@ -72,8 +72,12 @@ class SqlHistorianStore(ABC):
         """Insert tag rows, silently skipping paths that already exist."""
 
     @abstractmethod
-    def _insert_rows(self, connection: sa.Connection, rows: list[SampleRow]) -> int:
-        """Insert sample rows ignoring (tag_id, ts) conflicts; return the number inserted."""
+    def _insert_rows(
+        self, connection: sa.Connection, rows: list[SampleRow], fence: FencingToken | None
+    ) -> int:
+        """Insert sample rows ignoring (tag_id, ts) conflicts; return the number inserted.
+        With a ``fence``, call ``check_fence`` before the first write to ``sample`` (see
+        ``andon.storage.cluster_fencing`` for where, when the rows are copied)."""
 
     def _after_commit(self, connection: sa.Connection) -> None:  # noqa: B027 (optional hook)
         """Called after a write transaction committed on ``connection``; nothing by default."""
@@ -85,33 +89,42 @@ class SqlHistorianStore(ABC):
             return 0
         with self._engine.connect() as connection:
             connection.execution_options(**self._write_options)
+            tags = self._resolve_tags(connection, samples, fence)
+            rows = encode_sample_rows(samples, tags)
+            # In key order: the rows of one tag then go into its leaf pages one after the
+            # other instead of every tag's page in turn for each instant. Once the table
+            # outgrows the page cache that is a third less CPU a value (25,000 tags at 1 Hz,
+            # 150 s: 69,943 -> 101,596 values/s, python -m andon.bench.microbench_wide).
+            # (tag_id, ts) is unique in the batch, so the comparison never goes further.
+            rows.sort()
             with connection.begin():
-                if fence is not None:
-                    check_fence(connection, fence)
-                tags, created = self._resolve_tags(connection, samples)
-                rows = encode_sample_rows(samples, tags)
-                # In key order: the rows of one tag then go into its leaf pages one after the
-                # other instead of every tag's page in turn for each instant. Once the table
-                # outgrows the page cache that is a third less CPU a value (25,000 tags at 1 Hz,
-                # 150 s: 69,943 -> 101,596 values/s, python -m andon.bench.microbench_wide).
-                # (tag_id, ts) is unique in the batch, so the comparison never goes further.
-                rows.sort()
-                inserted = self._insert_rows(connection, rows)
+                inserted = self._insert_rows(connection, rows, fence)
             self._after_commit(connection)
-        if created:
-            with self._cache_lock:
-                self._tag_cache.update(created)
         return inserted
 
     def _resolve_tags(
-        self, connection: sa.Connection, samples: Sequence[Sample]
-    ) -> tuple[Mapping[str, _TagRef], dict[str, _TagRef]]:
-        """(path -> tag for every sample, the tags not cached before this batch)."""
+        self, connection: sa.Connection, samples: Sequence[Sample], fence: FencingToken | None
+    ) -> Mapping[str, _TagRef]:
+        """path -> tag for every sample. Tags not known yet are created in a transaction of
+        their own, fenced like the samples': the samples' transaction then holds no lock on
+        ``tag`` while it copies (cluster_fencing). A tag committed without its samples (their
+        transaction failed) is harmless: tags are never deleted, and the retry finds it."""
         cache = self._tag_cache
         # By position, not by name: the insert process passes plain tuples of Sample's fields.
         unknown = set(map(itemgetter(0), samples)).difference(cache)
         if not unknown:
-            return cache, {}
+            return cache
+        with connection.begin():
+            if fence is not None:
+                check_fence(connection, fence)
+            created = self._create_tags(connection, samples, unknown)
+        with self._cache_lock:
+            self._tag_cache.update(created)
+        return {**cache, **created}
+
+    def _create_tags(
+        self, connection: sa.Connection, samples: Sequence[Sample], unknown: set[str]
+    ) -> dict[str, _TagRef]:
         datatypes: dict[str, int] = {}
         for tag, _, value, _, _, datatype in samples:
             if tag in unknown and not datatypes.get(tag):
@@ -124,8 +137,7 @@ class SqlHistorianStore(ABC):
             connection,
             [{"path": p, "datatype": datatypes[p], "created_at": now_ms} for p in paths],
         )
-        created = self._select_tags(connection, paths)
-        return {**cache, **created}, created
+        return self._select_tags(connection, paths)
 
     def _select_tags(self, connection: sa.Connection, paths: list[str]) -> dict[str, _TagRef]:
         found: dict[str, _TagRef] = {}

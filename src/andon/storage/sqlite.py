@@ -13,6 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from andon.cluster.model import FencingToken
+from andon.storage.cluster_fencing import check_fence
 from andon.storage.codec import INT64_MIN, SampleRow
 from andon.storage.engine import SQLITE_BEGIN_OPTION
 from andon.storage.schema import sample_recent_table, tag_table
@@ -112,7 +114,11 @@ class SqliteHistorianStore(SqlHistorianStore):
         self._stored_until: dict[int, int] = {}
         self._sample_version: int | None = None
 
-    def _insert_rows(self, connection: sa.Connection, rows: list[SampleRow]) -> int:
+    def _insert_rows(
+        self, connection: sa.Connection, rows: list[SampleRow], fence: FencingToken | None
+    ) -> int:
+        if fence is not None:
+            check_fence(connection, fence)
         if not rows:
             return 0
         driver = connection.connection.driver_connection
