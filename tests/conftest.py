@@ -88,3 +88,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return item.get_closest_marker("e2e") is not None or "/e2e/" in f"/{item.nodeid}"
 
     items.sort(key=is_browser_test)  # stable: the order within each group is kept
+
+
+@pytest.fixture
+def loopback_filter() -> str:
+    """``tc``, able to filter the loopback's packets (needs CAP_NET_ADMIN: CI runs as root)."""
+    import subprocess
+
+    path = shutil.which("tc")
+    if path is None:
+        service_unavailable("tc (iproute2) not found")
+        raise AssertionError  # unreachable
+    # What PacketDrop in test_postgres_dead_link builds on: an HTB root and a blackhole leaf.
+    probe = subprocess.run(
+        [path, "qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        service_unavailable(f"cannot filter the loopback's packets: {probe.stderr.strip()}")
+    subprocess.run([path, "qdisc", "del", "dev", "lo", "root"], check=True)
+    return path

@@ -11,6 +11,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 
 __all__ = [
+    "PG_DEAD_LINK_CLIENT",
+    "PG_DEAD_LINK_SERVER",
     "SQLITE_BEGIN_OPTION",
     "SQLITE_BUSY_TIMEOUT_MS",
     "SQLITE_CACHE_KIB",
@@ -60,9 +62,50 @@ def create_engine_for(url: str | URL, **kwargs: Any) -> Engine:
         # Without a timeout, connecting to a host that accepts TCP but never answers (a dead
         # link, a hung proxy) blocks the historian writer forever instead of failing over to
         # its spool and retrying.
-        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 10)
-        return sa.create_engine(parsed, **kwargs)
+        connect_args = kwargs.setdefault("connect_args", {})
+        connect_args.setdefault("connect_timeout", 10)
+        # A link that goes dead without a word (a cable, a firewall's dropped state) would
+        # otherwise hold a waiting statement for hours: the historian writer would neither
+        # fail over to its spool nor retry, and the data would back up to the broker.
+        for name, value in PG_DEAD_LINK_CLIENT.items():
+            if name not in parsed.query:
+                connect_args.setdefault(name, value)
+        engine = sa.create_engine(parsed, **kwargs)
+        _configure_postgresql(engine)
+        return engine
     raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)}")
+
+
+#: libpq's settings of every PostgreSQL connection unless its URL sets them: a peer that stops
+#: answering is given up after about 25 s idle (keepalive probes) or 30 s of data left unacked.
+PG_DEAD_LINK_CLIENT: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+#: The same on the server's side of the connection, set in each new session: the backend of a
+#: client that vanished mid-COPY waits for the client's data, which no statement timeout ends
+#: (see cluster_fencing), and would hold its transaction's locks until the server's kernel gave
+#: up on the connection (2 hours by default).
+PG_DEAD_LINK_SERVER: dict[str, int] = {
+    "tcp_keepalives_idle": 10,
+    "tcp_keepalives_interval": 5,
+    "tcp_keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # SET rather than libpq's "options": poolers such as PgBouncer refuse unknown startup
+        # parameters. Over a Unix socket PostgreSQL accepts and ignores them.
+        with dbapi_connection.cursor() as cursor:
+            for name, value in PG_DEAD_LINK_SERVER.items():
+                cursor.execute(f"SET {name} = {int(value)}")
+        dbapi_connection.commit()
 
 
 def _pause_before_retry(seconds: float) -> None:
