@@ -99,6 +99,12 @@ def loopback_filter() -> str:
     if path is None:
         service_unavailable("tc (iproute2) not found")
         raise AssertionError  # unreachable
+    shown = subprocess.run(
+        [path, "qdisc", "show", "dev", "lo"], capture_output=True, text=True, check=False
+    )
+    if "qdisc blackhole 20: parent 1:2" in shown.stdout:
+        # Left by a run of test_postgres_dead_link killed before its teardown.
+        subprocess.run([path, "qdisc", "del", "dev", "lo", "root"], check=True)
     # What PacketDrop in test_postgres_dead_link builds on: an HTB root and a blackhole leaf.
     probe = subprocess.run(
         [path, "qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "1"],

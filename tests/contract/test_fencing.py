@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -293,11 +294,24 @@ def test_a_leader_cut_off_mid_copy_does_not_hold_up_the_takeover(
     must hold nothing a takeover needs (it once held the lease row, and the standby never took
     over). When the link comes back, the stale batch commits nothing."""
     upgrade_database(postgres_url)
-    arbiter = SqlArbiter(postgres_url, timeout_ms=2_000)
     url = make_url(postgres_url)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432).__enter__()
-    through = url.set(port=proxy.port).render_as_string(hide_password=False)
-    store = open_historian_store(through)
+    with (
+        closing(SqlArbiter(postgres_url, timeout_ms=2_000)) as arbiter,
+        TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy,
+        closing(
+            open_historian_store(url.set(port=proxy.port).render_as_string(hide_password=False))
+        ) as store,
+    ):
+        assert isinstance(store, SqlHistorianStore)
+        _cut_off_mid_copy(arbiter, proxy, store, monkeypatch)
+
+
+def _cut_off_mid_copy(
+    arbiter: SqlArbiter,
+    proxy: TcpProxy,
+    store: SqlHistorianStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     copying = threading.Event()
     outcome: list[BaseException | int] = []
     real_write_row = psycopg.Copy.write_row
@@ -336,9 +350,6 @@ def test_a_leader_cut_off_mid_copy_does_not_hold_up_the_takeover(
         assert _stored(store) == {T0}
     finally:
         proxy.resume()
-        store.close()
-        proxy.__exit__(None, None, None)
-        arbiter.close()
 
 
 _NOW_SQL = "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"

@@ -111,6 +111,8 @@ def test_every_connection_carries_the_dead_link_settings(store: SqlHistorianStor
     with store.engine.connect() as connection:
         driver = connection.connection.driver_connection
         assert isinstance(driver, psycopg.Connection)
+        if driver.info.host.startswith("/"):
+            pytest.skip("a Unix socket: PostgreSQL ignores TCP settings there")
         client = driver.info.get_parameters()
         for name, value in PG_DEAD_LINK_CLIENT.items():
             assert client[name] == str(value), name

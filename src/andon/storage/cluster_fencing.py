@@ -11,7 +11,8 @@ against the lease row in the same database, by the database's clock:
   One wait PostgreSQL cannot bound: a backend reading ``COPY ... FROM STDIN`` data from its
   client is neither cancelled by ``statement_timeout`` nor counted as idle, so a client cut off
   mid-COPY (a half-open link) leaves it waiting, with every lock its transaction holds, until
-  the operating system gives up on the connection (hours by default). A fenced transaction that
+  the operating system gives up on the connection (hours by default; about 30 s for Andon's
+  connections, ``andon.storage.engine.PG_DEAD_LINK_SERVER``). A fenced transaction that
   copies therefore sets the timeouts first (``bound_fenced_transaction``), holds no lock of a
   shared table while it copies into its session's own table, and takes the lease row after the
   COPY (R-04: before this, a leader cut off mid-COPY kept the standby from ever taking over).
@@ -58,25 +59,28 @@ def bound_fenced_transaction(connection: sa.Connection, token: FencingToken) -> 
     timeout = int(token.statement_timeout_ms)
     if timeout <= 0:
         raise ValueError(f"fence statement timeout must be positive, got {timeout}")
-    for setting in (
-        "statement_timeout",
-        "lock_timeout",
-        "idle_in_transaction_session_timeout",
-    ):
-        connection.exec_driver_sql(f"SET LOCAL {setting} = {timeout}")
+    # set_config(..., true) is SET LOCAL; one statement, one round trip for the three.
+    connection.exec_driver_sql(
+        "SELECT set_config('statement_timeout', %(t)s, true),"
+        " set_config('lock_timeout', %(t)s, true),"
+        " set_config('idle_in_transaction_session_timeout', %(t)s, true)",
+        {"t": str(timeout)},
+    )
 
 
-def check_fence(connection: sa.Connection, token: FencingToken) -> None:
+def check_fence(connection: sa.Connection, token: FencingToken, *, bounded: bool = False) -> None:
     """Raise ``FencedOut`` unless the lease of ``token.domain`` still carries the token's node
     and epoch and has not expired. Call it in an open write transaction before its first
-    write to shared tables (first of all, unless the transaction copies: see above)."""
+    write to shared tables (first of all, unless the transaction copies: see above).
+    ``bounded``: ``bound_fenced_transaction`` was called already in this transaction."""
     dialect = connection.dialect.name
     lease = cluster_lease_table.c
     query = sa.select(lease.node, lease.epoch, lease.expires_at_ms).where(
         lease.domain == token.domain
     )
     if dialect == "postgresql":
-        bound_fenced_transaction(connection, token)
+        if not bounded:
+            bound_fenced_transaction(connection, token)
         query = query.with_for_update(read=True)
     row = connection.execute(query).first()
     # Read the clock only now, after any wait for the row lock.

@@ -78,6 +78,8 @@ def create_engine_for(url: str | URL, **kwargs: Any) -> Engine:
 
 #: libpq's settings of every PostgreSQL connection unless its URL sets them: a peer that stops
 #: answering is given up after about 25 s idle (keepalive probes) or 30 s of data left unacked.
+#: (Linux also gives up when data stays unsent 30 s because the peer's window is full, i.e. the
+#: peer does not read: Andon never streams to the database without reading its answers.)
 PG_DEAD_LINK_CLIENT: dict[str, int] = {
     "keepalives": 1,
     "keepalives_idle": 10,
@@ -102,9 +104,17 @@ def _configure_postgresql(engine: Engine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # SET rather than libpq's "options": poolers such as PgBouncer refuse unknown startup
         # parameters. Over a Unix socket PostgreSQL accepts and ignores them.
+        # One round trip; a setting the server does not have (tcp_user_timeout before
+        # PostgreSQL 12) is skipped rather than failing every connection.
+        names = list(PG_DEAD_LINK_SERVER)
+        values = [str(PG_DEAD_LINK_SERVER[name]) for name in names]
         with dbapi_connection.cursor() as cursor:
-            for name, value in PG_DEAD_LINK_SERVER.items():
-                cursor.execute(f"SET {name} = {int(value)}")
+            cursor.execute(
+                "SELECT set_config(s.name, s.value, false)"
+                " FROM unnest(%s::text[], %s::text[]) AS s(name, value)"
+                " JOIN pg_settings USING (name)",
+                (names, values),
+            )
         dbapi_connection.commit()
 
 

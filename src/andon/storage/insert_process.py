@@ -10,9 +10,9 @@ pickles the batch (a fraction of a microsecond per value) and waits for the answ
 released, so ingest goes on meanwhile.
 
 Nothing else changes: the ``HistorianWriter`` in the parent still owns the queue, the order, the
-disk spool, the fencing token and the quarantine; a batch still commits in one transaction
-(in the child) or not at all. Every other call (queries, quarantine) goes to the parent's own
-store on the same database.
+disk spool, the fencing token and the quarantine; a batch's samples still commit in one
+transaction (in the child) or not at all. Every other call (queries, quarantine) goes to the
+parent's own store on the same database.
 
 Failure handling leans on the historian's idempotence on (tag, timestamp):
 

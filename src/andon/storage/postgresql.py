@@ -57,7 +57,7 @@ class PostgresHistorianStore(SqlHistorianStore):
             bound_fenced_transaction(connection, fence)
         if not rows:
             if fence is not None:
-                check_fence(connection, fence)
+                check_fence(connection, fence, bounded=True)
             return 0
         driver = connection.connection.driver_connection
         assert isinstance(driver, psycopg.Connection)
@@ -71,7 +71,7 @@ class PostgresHistorianStore(SqlHistorianStore):
                     for row in rows:
                         write_row(row)
                 if fence is not None:
-                    check_fence(connection, fence)
+                    check_fence(connection, fence, bounded=True)
                 cursor.execute(_MOVE_STAGING)
                 return int(cursor.rowcount)
         except psycopg.Error as error:

@@ -41,7 +41,7 @@ def _sample_columns() -> list[sa.Column[Any]]:
     """The columns of a sample row (``sample`` and ``sample_recent``: new objects per table)."""
     return [
         # No FOREIGN KEY to tag.id, on purpose: PostgreSQL checks it with a trigger per row,
-        # which halves COPY ingest. Ids come only from the tag table, in the same transaction,
+        # which halves COPY ingest. Ids come only from committed rows of the tag table,
         # and tags are never deleted.
         sa.Column("tag_id", sa.Integer, nullable=False),
         sa.Column("ts", sa.BigInteger, nullable=False),

@@ -76,8 +76,9 @@ class SqlHistorianStore(ABC):
         self, connection: sa.Connection, rows: list[SampleRow], fence: FencingToken | None
     ) -> int:
         """Insert sample rows ignoring (tag_id, ts) conflicts; return the number inserted.
-        With a ``fence``, call ``check_fence`` before the first write to ``sample`` (see
-        ``andon.storage.cluster_fencing`` for where, when the rows are copied)."""
+        With a ``fence``, call ``check_fence`` before the first write to ``sample``; a store
+        that copies the rows first calls ``bound_fenced_transaction`` before anything else
+        (see ``andon.storage.cluster_fencing``)."""
 
     def _after_commit(self, connection: sa.Connection) -> None:  # noqa: B027 (optional hook)
         """Called after a write transaction committed on ``connection``; nothing by default."""
@@ -107,32 +108,38 @@ class SqlHistorianStore(ABC):
     ) -> Mapping[str, _TagRef]:
         """path -> tag for every sample. Tags not known yet are created in a transaction of
         their own, fenced like the samples': the samples' transaction then holds no lock on
-        ``tag`` while it copies (cluster_fencing). A tag committed without its samples (their
-        transaction failed) is harmless: tags are never deleted, and the retry finds it."""
+        ``tag`` while it copies (cluster_fencing). They are created only once every sample of
+        the batch has been found storable, so a batch refused for its values leaves no tag
+        behind (nor a datatype taken from a value that was refused). A tag committed when the
+        samples' transaction then fails (an outage, a fence) is harmless: tags are never
+        deleted, and the retry finds it."""
         cache = self._tag_cache
         # By position, not by name: the insert process passes plain tuples of Sample's fields.
         unknown = set(map(itemgetter(0), samples)).difference(cache)
         if not unknown:
             return cache
+        datatypes: dict[str, int] = {}
+        for tag, _, value, _, _, datatype in samples:
+            if tag in unknown and not datatypes.get(tag):
+                datatypes[tag] = datatype or infer_datatype(value)
+        # Distinct ids that no tag has, so that the encoder's duplicate check sees every sample.
+        placeholders = {path: (-n, datatypes[path]) for n, path in enumerate(unknown, 1)}
+        encode_sample_rows(samples, {**cache, **placeholders})  # raises UnstorableValueError
         with connection.begin():
             if fence is not None:
                 check_fence(connection, fence)
-            created = self._create_tags(connection, samples, unknown)
+            created = self._create_tags(connection, datatypes)
         with self._cache_lock:
             self._tag_cache.update(created)
         return {**cache, **created}
 
     def _create_tags(
-        self, connection: sa.Connection, samples: Sequence[Sample], unknown: set[str]
+        self, connection: sa.Connection, datatypes: Mapping[str, int]
     ) -> dict[str, _TagRef]:
-        datatypes: dict[str, int] = {}
-        for tag, _, value, _, _, datatype in samples:
-            if tag in unknown and not datatypes.get(tag):
-                datatypes[tag] = datatype or infer_datatype(value)
         now_ms = time.time_ns() // 1_000_000
         # Sorted so that two writers creating the same tags lock them in the same order and
         # cannot deadlock.
-        paths = sorted(unknown)
+        paths = sorted(datatypes)
         self._insert_tags(
             connection,
             [{"path": p, "datatype": datatypes[p], "created_at": now_ms} for p in paths],

@@ -5,8 +5,9 @@ The writer asks ``fence()`` before every transaction. A token: the transaction c
 written. Either way, when the writer may not write, it behaves as during a database outage and
 reuses that path: samples go to its disk spool, in order, and wait there until the fence gives a
 token again, then drain (inserts are idempotent on (tag, ts), so what the leader of the time
-already wrote is not duplicated). A batch refused with ``FencedOut`` is rolled back whole and
-stays spooled the same way.
+already wrote is not duplicated). A batch refused with ``FencedOut`` has none of its samples
+written (new tags it created under the fence just before are kept; see
+``SqlHistorianStore._resolve_tags``) and stays spooled the same way.
 
 Derived MES writes are different: rollups are increments, so writing what a passive node derived
 on top of what the leader derived from the same samples would count twice. They are discarded

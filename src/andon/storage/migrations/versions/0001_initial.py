@@ -27,7 +27,7 @@ def upgrade() -> None:
     op.create_table(
         "sample",
         # No FOREIGN KEY to tag.id, on purpose: PostgreSQL checks it with a trigger per row,
-        # which halves COPY ingest. Ids come only from the tag table, in the same transaction,
+        # which halves COPY ingest. Ids come only from committed rows of the tag table,
         # and tags are never deleted.
         sa.Column("tag_id", sa.Integer, nullable=False),
         sa.Column("ts", sa.BigInteger, nullable=False),
