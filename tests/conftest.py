@@ -10,8 +10,12 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from andon.storage.sql_store import SqlHistorianStore
 
 REQUIRE_SERVICES = os.environ.get("ANDON_REQUIRE_SERVICES") == "1"
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -57,6 +61,20 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_historian_store(postgres_url: str) -> Iterator[SqlHistorianStore]:
+    """The historian store on a fresh, migrated PostgreSQL database."""
+    from andon.storage.migrate import upgrade_database
+    from andon.storage.sql_store import SqlHistorianStore
+    from andon.storage.store import open_historian_store
+
+    upgrade_database(postgres_url)
+    made = open_historian_store(postgres_url)
+    assert isinstance(made, SqlHistorianStore)
+    yield made
+    made.close()
 
 
 @pytest.fixture

@@ -4,16 +4,14 @@ outage, quarantines bad data), and a connection the error broke must not be hand
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 
-from andon.storage.migrate import upgrade_database
 from andon.storage.sql_store import SqlHistorianStore
-from andon.storage.store import open_historian_store
 from andon.storage.types import Sample
 from andon.storage.writer_commands import is_transient_error
 
@@ -24,12 +22,8 @@ T0 = 1_700_000_000_000
 
 
 @pytest.fixture
-def store(postgres_url: str) -> Iterator[SqlHistorianStore]:
-    upgrade_database(postgres_url)
-    made = open_historian_store(postgres_url)
-    assert isinstance(made, SqlHistorianStore)
-    yield made
-    made.close()
+def store(postgres_historian_store: SqlHistorianStore) -> SqlHistorianStore:
+    return postgres_historian_store
 
 
 def _stored(store: SqlHistorianStore) -> list[float]:

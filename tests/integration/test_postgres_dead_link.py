@@ -18,9 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from andon.storage.engine import PG_DEAD_LINK_CLIENT, PG_DEAD_LINK_SERVER
-from andon.storage.migrate import upgrade_database
 from andon.storage.sql_store import SqlHistorianStore
-from andon.storage.store import open_historian_store
 from andon.storage.types import Sample
 from andon.storage.writer_commands import is_transient_error
 from andon.testing.processes import wait_until
@@ -99,12 +97,8 @@ def _sleeping(url: str, pid: int) -> bool:
 
 
 @pytest.fixture
-def store(postgres_url: str) -> Iterator[SqlHistorianStore]:
-    upgrade_database(postgres_url)
-    made = open_historian_store(postgres_url)
-    assert isinstance(made, SqlHistorianStore)
-    yield made
-    made.close()
+def store(postgres_historian_store: SqlHistorianStore) -> SqlHistorianStore:
+    return postgres_historian_store
 
 
 def test_every_connection_carries_the_dead_link_settings(store: SqlHistorianStore) -> None:
